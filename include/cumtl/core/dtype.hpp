@@ -1,0 +1,80 @@
+#pragma once
+// Scalar types a tensor can hold, chosen at run time and checked at every
+// typed access. Layers and kernels are templates on the scalar type; the
+// dispatch helpers below turn a run-time ScalarType into that template argument.
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "cumtl/core/error.hpp"
+
+namespace cumtl::inline CUMTL_ABI {
+
+enum class ScalarType : std::uint8_t { f32, f64, i32, i64, u8 };
+
+inline constexpr std::size_t size_of(ScalarType type) {
+  switch (type) {
+    case ScalarType::f32: return 4;
+    case ScalarType::f64: return 8;
+    case ScalarType::i32: return 4;
+    case ScalarType::i64: return 8;
+    case ScalarType::u8: return 1;
+  }
+  return 0;
+}
+
+// Names as PyTorch and safetensors spell them.
+inline constexpr std::string_view name_of(ScalarType type) {
+  switch (type) {
+    case ScalarType::f32: return "float32";
+    case ScalarType::f64: return "float64";
+    case ScalarType::i32: return "int32";
+    case ScalarType::i64: return "int64";
+    case ScalarType::u8: return "uint8";
+  }
+  return "unknown";
+}
+
+template <class T>
+struct scalar_type_of {
+  static_assert(sizeof(T) == 0,
+                "cumtl: this C++ type has no cumtl::ScalarType; use float, double, "
+                "std::int32_t, std::int64_t or std::uint8_t");
+};
+template <>
+struct scalar_type_of<float> {
+  static constexpr ScalarType value = ScalarType::f32;
+};
+template <>
+struct scalar_type_of<double> {
+  static constexpr ScalarType value = ScalarType::f64;
+};
+template <>
+struct scalar_type_of<std::int32_t> {
+  static constexpr ScalarType value = ScalarType::i32;
+};
+template <>
+struct scalar_type_of<std::int64_t> {
+  static constexpr ScalarType value = ScalarType::i64;
+};
+template <>
+struct scalar_type_of<std::uint8_t> {
+  static constexpr ScalarType value = ScalarType::u8;
+};
+
+template <class T>
+inline constexpr ScalarType scalar_type_v = scalar_type_of<T>::value;
+
+// Calls fn.template operator()<T>() with T the floating-point type that
+// `type` names; any other type is an error naming the operation.
+template <class Fn>
+void dispatch_floating(ScalarType type, std::string_view operation, Fn&& fn) {
+  switch (type) {
+    case ScalarType::f32: fn.template operator()<float>(); return;
+    case ScalarType::f64: fn.template operator()<double>(); return;
+    default: CUMTL_FAIL(operation, ": expects a float32 or float64 tensor, got ", name_of(type));
+  }
+}
+
+}  // namespace cumtl::inline CUMTL_ABI

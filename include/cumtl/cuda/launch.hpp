@@ -1,0 +1,90 @@
+#pragma once
+// What every launcher of ours does around a kernel (nvcc only): a grid sized
+// for the device, a profiler range named in cumtl's terms, and a launch check.
+//
+// Launch errors are checked after every launch. With CUMTL_SYNC=1 in the
+// environment the stream is also synchronized after each launch, so a fault
+// is reported by the launcher of the kernel that caused it instead of by some
+// later call (slow: for debugging only).
+
+#include "cumtl/core/config.hpp"
+#if !CUMTL_HAS_CUDA
+#error "cumtl/cuda/launch.hpp is for translation units compiled by nvcc"
+#endif
+
+#include <nvtx3/nvToolsExt.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "cumtl/core/context.hpp"
+
+namespace cumtl::inline CUMTL_ABI::cuda {
+
+inline bool sync_after_launch() {
+  static const bool enabled = [] {
+    const char* value = std::getenv("CUMTL_SYNC");
+    return value != nullptr && std::strcmp(value, "") != 0 && std::strcmp(value, "0") != 0;
+  }();
+  return enabled;
+}
+
+inline void check_launch(Context& ctx, const char* kernel, const char* file, int line) {
+  if (const cudaError_t status = cudaGetLastError(); status != cudaSuccess)
+    detail::check_cuda(status, detail::concat("launch of ", kernel).c_str(), file, line);
+  if (sync_after_launch()) {
+    if (const cudaError_t status = cudaStreamSynchronize(ctx.stream()); status != cudaSuccess)
+      detail::check_cuda(status, detail::concat(kernel, " (reported by CUMTL_SYNC=1)").c_str(), file, line);
+  }
+}
+
+// A range on the profiler's timeline under the "cumtl" domain, for the scope.
+class ProfileRange {
+ public:
+  explicit ProfileRange(const char* name) {
+    nvtxEventAttributes_t attributes{};
+    attributes.version = NVTX_VERSION;
+    attributes.size = NVTX_EVENT_ATTRIB_STRUCT_SIZE;
+    attributes.messageType = NVTX_MESSAGE_TYPE_ASCII;
+    attributes.message.ascii = name;
+    nvtxDomainRangePushEx(domain(), &attributes);
+  }
+  ~ProfileRange() { nvtxDomainRangePop(domain()); }
+  ProfileRange(const ProfileRange&) = delete;
+  ProfileRange& operator=(const ProfileRange&) = delete;
+
+ private:
+  static nvtxDomainHandle_t domain() {
+    static const nvtxDomainHandle_t handle = nvtxDomainCreateA("cumtl");
+    return handle;
+  }
+};
+
+#define CUMTL_CHECK_LAUNCH(ctx, kernel) ::cumtl::cuda::check_launch((ctx), (kernel), __FILE__, __LINE__)
+
+inline constexpr int elementwise_block = 256;
+
+// Blocks for a grid-stride loop over `count` elements: enough to fill every
+// multiprocessor several times over, no more than the elements need.
+inline unsigned elementwise_grid(const Context& ctx, std::int64_t count) {
+  const std::int64_t needed = (count + elementwise_block - 1) / elementwise_block;
+  const std::int64_t resident = std::int64_t(ctx.multiprocessor_count()) * 8;
+  return unsigned(std::clamp<std::int64_t>(needed, 1, std::max<std::int64_t>(resident, 1)));
+}
+
+// Launches a grid-stride `kernel` over `count` elements on ctx's stream,
+// inside a profiler range named `name`, and checks the launch.
+template <class... Parameters, class... Arguments>
+void launch_elementwise(Context& ctx, const char* name, void (*kernel)(Parameters...), std::int64_t count,
+                        Arguments&&... arguments) {
+  if (count == 0) return;
+  const ProfileRange range(name);
+  const detail::DeviceGuard guard(ctx.device().index());
+  kernel<<<elementwise_grid(ctx, count), elementwise_block, 0, ctx.stream()>>>(std::forward<Arguments>(arguments)...);
+  CUMTL_CHECK_LAUNCH(ctx, name);
+}
+
+}  // namespace cumtl::inline CUMTL_ABI::cuda

@@ -1,0 +1,44 @@
+#pragma once
+// How a facade in ops/ validates its tensors and picks a backend.
+//
+// A facade checks its contract (devices, scalar types, shapes) once, turns the
+// run-time scalar type into a template argument, and calls the twin with the
+// same signature in cpu:: or cuda:: according to the context's device. In a
+// translation unit without CUDA no CUDA context can exist, so only the CPU twin
+// is compiled in.
+
+#include <string_view>
+
+#include "cumtl/core/tensor.hpp"
+
+// CUMTL_DISPATCH(ctx, twin<T>(args...)) calls cuda::twin or cpu::twin.
+#if CUMTL_HAS_CUDA
+#define CUMTL_DISPATCH(ctx, ...)  \
+  do {                            \
+    if ((ctx).device().is_cuda()) \
+      ::cumtl::cuda::__VA_ARGS__; \
+    else                          \
+      ::cumtl::cpu::__VA_ARGS__;  \
+  } while (false)
+#else
+#define CUMTL_DISPATCH(ctx, ...) ::cumtl::cpu::__VA_ARGS__
+#endif
+
+namespace cumtl::inline CUMTL_ABI::detail {
+
+// `tensor` (called `name` in `operation`'s contract) is defined and on ctx's device.
+inline void require_on_context(const Context& ctx, std::string_view operation, std::string_view name,
+                               const Tensor& tensor) {
+  CUMTL_REQUIRE(tensor.defined(), operation, ": tensor '", name, "' is undefined");
+  CUMTL_REQUIRE(tensor.device() == ctx.device(), operation, ": tensor '", name, "' is ", tensor.description(),
+                " but the context is on ", ctx.device());
+}
+
+// `a` and `b` have the same scalar type and shape.
+inline void require_alike(std::string_view operation, std::string_view name_a, const Tensor& a, std::string_view name_b,
+                          const Tensor& b) {
+  CUMTL_REQUIRE(a.dtype() == b.dtype() && a.shape() == b.shape(), operation, ": tensor '", name_a, "' is ",
+                a.description(), " but '", name_b, "' is ", b.description());
+}
+
+}  // namespace cumtl::inline CUMTL_ABI::detail

@@ -1,0 +1,59 @@
+#pragma once
+// Elementwise operations on floating-point tensors of one device.
+//
+//   fill(ctx, out, value)     out[i] = value
+//   copy(ctx, dst, src)       dst[i] = src[i]; any devices, ctx on the GPU side if any
+//   scale(ctx, x, alpha)      x[i] = alpha * x[i]
+//   axpy(ctx, alpha, x, y)    y[i] = alpha * x[i] + y[i]
+//   add(ctx, a, b, out)       out[i] = a[i] + b[i]; out may be a or b
+//
+// Requires: tensors defined, alike in scalar type and shape, and (but for copy)
+// on ctx's device. The work is enqueued on ctx's stream.
+
+#include "cumtl/cpu/elementwise.hpp"
+#include "cumtl/ops/dispatch.hpp"
+#if CUMTL_HAS_CUDA
+#include "cumtl/cuda/elementwise.cuh"
+#endif
+
+namespace cumtl::inline CUMTL_ABI::ops {
+
+inline void fill(Context& ctx, Tensor& out, double value) {
+  detail::require_on_context(ctx, "ops::fill", "out", out);
+  dispatch_floating(out.dtype(), "ops::fill",
+                    [&]<class T>() { CUMTL_DISPATCH(ctx, fill<T>(ctx, out.data<T>(), out.numel(), T(value))); });
+}
+
+inline void copy(Context& ctx, Tensor& dst, const Tensor& src) {
+  CUMTL_REQUIRE(dst.defined() && src.defined(), "ops::copy: undefined tensor");
+  detail::require_alike("ops::copy", "dst", dst, "src", src);
+  detail::copy_bytes(ctx, dst.raw_data(), dst.device(), src.raw_data(), src.device(), src.bytes());
+}
+
+inline void scale(Context& ctx, Tensor& x, double alpha) {
+  detail::require_on_context(ctx, "ops::scale", "x", x);
+  dispatch_floating(x.dtype(), "ops::scale",
+                    [&]<class T>() { CUMTL_DISPATCH(ctx, scale<T>(ctx, x.data<T>(), x.numel(), T(alpha))); });
+}
+
+inline void axpy(Context& ctx, double alpha, const Tensor& x, Tensor& y) {
+  detail::require_on_context(ctx, "ops::axpy", "x", x);
+  detail::require_on_context(ctx, "ops::axpy", "y", y);
+  detail::require_alike("ops::axpy", "x", x, "y", y);
+  dispatch_floating(y.dtype(), "ops::axpy", [&]<class T>() {
+    CUMTL_DISPATCH(ctx, axpy<T>(ctx, y.numel(), T(alpha), x.data<T>(), y.data<T>()));
+  });
+}
+
+inline void add(Context& ctx, const Tensor& a, const Tensor& b, Tensor& out) {
+  detail::require_on_context(ctx, "ops::add", "a", a);
+  detail::require_on_context(ctx, "ops::add", "b", b);
+  detail::require_on_context(ctx, "ops::add", "out", out);
+  detail::require_alike("ops::add", "a", a, "b", b);
+  detail::require_alike("ops::add", "a", a, "out", out);
+  dispatch_floating(out.dtype(), "ops::add", [&]<class T>() {
+    CUMTL_DISPATCH(ctx, add<T>(ctx, out.numel(), a.data<T>(), b.data<T>(), out.data<T>()));
+  });
+}
+
+}  // namespace cumtl::inline CUMTL_ABI::ops

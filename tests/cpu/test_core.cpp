@@ -1,0 +1,135 @@
+// Shapes, devices, tensors, memory, contexts and errors on the CPU backend.
+#include <cstdint>
+#include <vector>
+
+#include "../support/testing.hpp"
+
+using cumtl::Device;
+using cumtl::ScalarType;
+using cumtl::Shape;
+using cumtl::Tensor;
+
+double sum_in_second_translation_unit(const cumtl::Tensor& tensor);
+
+TEST_SUITE("core") {
+  TEST_CASE("shape: extents and element count and text") {
+    const Shape shape = Shape::nhwc(2, 5, 7, 3);
+    CHECK(shape.rank() == 4);
+    CHECK(shape[3] == 3);
+    CHECK(shape.numel() == 210);
+    CHECK(shape.str() == "[2, 5, 7, 3]");
+    CHECK(Shape{}.numel() == 1);
+    CHECK(Shape{4, 0, 2}.numel() == 0);
+    CHECK(shape.with_leading(1) == Shape{1, 5, 7, 3});
+    CHECK_FALSE(Shape{2, 3} == Shape{3, 2});
+  }
+
+  TEST_CASE("shape: bad extents and dimensions are refused") {
+    CHECK_ERROR_WITH((Shape{2, -1}), "non-negative", "-1");
+    CHECK_ERROR_WITH((Shape{1, 1, 1, 1, 1, 1, 1, 1, 1}), "at most 8");
+    CHECK_ERROR_WITH((Shape{2, 3}[2]), "dimension 2", "[2, 3]");
+  }
+
+  TEST_CASE("device: parse and print") {
+    CHECK(Device::parse("cpu") == Device::cpu());
+    CHECK(Device::parse("cuda") == Device::cuda(0));
+    CHECK(Device::parse("cuda:3").index() == 3);
+    CHECK(Device::cuda(1).str() == "cuda:1");
+    CHECK(Device::cpu().str() == "cpu");
+    CHECK_ERROR_WITH(Device::parse("gpu"), "not a device: 'gpu'");
+    CHECK_ERROR_WITH(Device::parse("cuda:x"), "not a device: 'cuda:x'");
+    CHECK_ERROR_WITH(Device::cuda(-1), "non-negative");
+  }
+
+  TEST_CASE("tensor: allocation and typed access and views and slices") {
+    Tensor tensor = Tensor::from_vector<float>({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, Shape{3, 4});
+    CHECK(tensor.defined());
+    CHECK(tensor.numel() == 12);
+    CHECK(tensor.bytes() == 48);
+    CHECK(tensor.device() == Device::cpu());
+    CHECK(tensor.description() == "float32[3, 4] on cpu");
+    CHECK(reinterpret_cast<std::uintptr_t>(tensor.raw_data()) % 64 == 0);
+
+    const Tensor rows = tensor.slice(1, 3);
+    CHECK(rows.shape() == Shape{2, 4});
+    CHECK(rows.to_vector<float>() == std::vector<float>{4, 5, 6, 7, 8, 9, 10, 11});
+
+    Tensor flat = tensor.view(Shape{12});
+    flat.data<float>()[5] = 50;  // views share storage
+    CHECK(tensor.data<float>()[5] == 50);
+    CHECK(rows.data<float>()[1] == 50);
+
+    CHECK(tensor.slice(2, 2).numel() == 0);
+    CHECK_ERROR_WITH(tensor.slice(2, 4), "slice [2, 4)", "float32[3, 4]");
+    CHECK_ERROR_WITH(tensor.view(Shape{5, 2}), "cannot view float32[3, 4] on cpu as [5, 2]");
+    CHECK_ERROR_WITH(Tensor{}.raw_data(), "undefined tensor");
+  }
+
+  TEST_CASE("tensor: a wrong scalar type names both types") {
+    Tensor tensor = Tensor::empty(Shape{2}, ScalarType::f64);
+    CHECK_ERROR_WITH(tensor.data<float>(), "float64[2] on cpu", "accessed as float32");
+    CHECK_ERROR_WITH(Tensor::from_vector<float>({1, 2, 3}, Shape{2, 2}), "3 values", "[2, 2]");
+  }
+
+  TEST_CASE("tensor: zeros and wrapping caller memory") {
+    const Tensor zeros = Tensor::zeros(Shape{4, 3}, ScalarType::f64);
+    CHECK(zeros.to_vector<double>() == std::vector<double>(12, 0.0));
+
+    std::vector<double> owned_by_caller{1, 2, 3, 4};
+    {
+      Tensor wrapped = Tensor::wrap(owned_by_caller.data(), Shape{2, 2}, ScalarType::f64, Device::cpu());
+      wrapped.data<double>()[3] = 40;
+    }  // the wrapping tensor is gone; the caller's memory is intact and not freed
+    CHECK(owned_by_caller[3] == 40);
+    CHECK_ERROR_WITH(Tensor::wrap(nullptr, Shape{2}, ScalarType::f32, Device::cpu()), "null pointer");
+  }
+
+  TEST_CASE("tensor: copies between CPU tensors are deep") {
+    const Tensor source = Tensor::from_vector<double>({1, 2, 3}, Shape{3});
+    Tensor copy = source.to(Device::cpu());
+    copy.data<double>()[0] = 100;
+    CHECK(source.data<double>()[0] == 1);
+    CHECK(copy.to_vector<double>() == std::vector<double>{100, 2, 3});
+  }
+
+  TEST_CASE("cpu-only build: a host-compiled translation unit refuses GPU tensors and says why") {
+    CHECK_FALSE(cumtl::cuda_available());
+    CHECK(cumtl::cuda_device_count() == 0);
+    CHECK(cumtl::cuda_unavailable_reason().find("compiled without CUDA") != std::string::npos);
+    CHECK_ERROR_WITH(Tensor::empty(Shape{2}, ScalarType::f32, Device::cuda()), "cannot use cuda:0",
+                     "no CUDA device is available", "compiled without CUDA");
+    CHECK_ERROR_WITH(cumtl::Context(Device::cuda(0)), "no CUDA device is available");
+    CHECK_ERROR_WITH(Tensor::pinned(Shape{2}, ScalarType::f32), "pinned host memory needs CUDA");
+  }
+
+  TEST_CASE("workspace: grows only and keeps its block while big enough") {
+    cumtl::Workspace workspace(Device::cpu());
+    CHECK(workspace.capacity() == 0);
+    void* first = workspace.reserve(1000);
+    CHECK(workspace.capacity() >= 1000);
+    CHECK(workspace.reserve(10) == first);
+    CHECK(workspace.reserve(1000) == first);
+    workspace.reserve(1001);
+    CHECK(workspace.capacity() >= 1500);  // grows by at least half, not byte by byte
+    CHECK(cumtl::Context::default_for(Device::cpu()).workspace().reserve(64) != nullptr);
+  }
+
+  TEST_CASE("error: the text names the message and file:line and hint") {
+    const cumtl::Error error("something failed", "file.hpp", 12, "try this");
+    CHECK(std::string(error.what()) == "cumtl: something failed [file.hpp:12]\n  hint: try this");
+    CHECK(error.message() == "something failed");
+    CHECK(error.line() == 12);
+    const cumtl::CudaError cuda_error(2, "cudaMalloc failed", "a.cu", 3);
+    CHECK(cuda_error.status() == 2);
+    CHECK(std::string(cuda_error.what()) == "cumtl: cudaMalloc failed [a.cu:3]");
+    const std::string message = cumtl_test::error_message([] { CUMTL_REQUIRE(1 + 1 == 3, "math is ", 2, " off"); });
+    CHECK(message.find("cumtl: math is 2 off [") == 0);
+    CHECK(message.find("test_core.cpp:") != std::string::npos);
+  }
+
+  TEST_CASE("umbrella header: included by two translation units of one program") {
+    const Tensor tensor = Tensor::from_vector<double>({1.5, 2.5, 3}, Shape{3});
+    CHECK(sum_in_second_translation_unit(tensor) == 7.0);
+  }
+
+}  // TEST_SUITE
