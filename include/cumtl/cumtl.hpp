@@ -13,3 +13,5 @@
 #include "cumtl/core/tensor.hpp"
 #include "cumtl/ops/elementwise.hpp"
 #include "cumtl/ops/random.hpp"
+#include "cumtl/loss/multitask_loss.hpp"
+#include "cumtl/loss/metrics.hpp"

@@ -11,7 +11,7 @@
 
 namespace cumtl::inline CUMTL_ABI {
 
-enum class ScalarType : std::uint8_t { f32, f64, i32, i64, u8 };
+enum class ScalarType : std::uint8_t { f32, f64, i32, i64, i8, u8 };
 
 inline constexpr std::size_t size_of(ScalarType type) {
   switch (type) {
@@ -19,6 +19,7 @@ inline constexpr std::size_t size_of(ScalarType type) {
     case ScalarType::f64: return 8;
     case ScalarType::i32: return 4;
     case ScalarType::i64: return 8;
+    case ScalarType::i8: return 1;
     case ScalarType::u8: return 1;
   }
   return 0;
@@ -31,6 +32,7 @@ inline constexpr std::string_view name_of(ScalarType type) {
     case ScalarType::f64: return "float64";
     case ScalarType::i32: return "int32";
     case ScalarType::i64: return "int64";
+    case ScalarType::i8: return "int8";
     case ScalarType::u8: return "uint8";
   }
   return "unknown";
@@ -40,7 +42,7 @@ template <class T>
 struct scalar_type_of {
   static_assert(sizeof(T) == 0,
                 "cumtl: this C++ type has no cumtl::ScalarType; use float, double, "
-                "std::int32_t, std::int64_t or std::uint8_t");
+                "std::int32_t, std::int64_t, std::int8_t or std::uint8_t");
 };
 template <>
 struct scalar_type_of<float> {
@@ -57,6 +59,10 @@ struct scalar_type_of<std::int32_t> {
 template <>
 struct scalar_type_of<std::int64_t> {
   static constexpr ScalarType value = ScalarType::i64;
+};
+template <>
+struct scalar_type_of<std::int8_t> {
+  static constexpr ScalarType value = ScalarType::i8;
 };
 template <>
 struct scalar_type_of<std::uint8_t> {

@@ -1,0 +1,106 @@
+#pragma once
+// What the microbenchmarks share: GPU timing with CUDA events, an L2 flush
+// between timed repeats, and the device's measured peak bandwidth, so each
+// kernel reports bytes per second and the fraction of what this card can move.
+
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include <cumtl/cumtl.hpp>
+
+namespace cumtl_bench {
+
+// Skips the benchmark, saying why, unless a GPU is usable.
+inline bool require_gpu(benchmark::State& state) {
+  if (cumtl::cuda_available()) return true;
+  state.SkipWithError(("no usable GPU: " + cumtl::cuda_unavailable_reason()).c_str());
+  return false;
+}
+
+inline void report_bytes(benchmark::State& state, double bytes_per_iteration) {
+  state.SetBytesProcessed(std::int64_t(double(state.iterations()) * bytes_per_iteration));
+  state.counters["bytes_per_iteration"] = bytes_per_iteration;
+}
+
+#if CUMTL_HAS_CUDA
+// Times ctx's stream between two events.
+class GpuTimer {
+ public:
+  GpuTimer() {
+    CUMTL_CHECK_CUDA(cudaEventCreate(&start_));
+    CUMTL_CHECK_CUDA(cudaEventCreate(&stop_));
+  }
+  ~GpuTimer() {
+    (void)cudaEventDestroy(start_);
+    (void)cudaEventDestroy(stop_);
+  }
+  GpuTimer(const GpuTimer&) = delete;
+  GpuTimer& operator=(const GpuTimer&) = delete;
+
+  void start(cumtl::Context& ctx) { CUMTL_CHECK_CUDA(cudaEventRecord(start_, ctx.stream())); }
+  // Seconds since start(); waits for the stream.
+  double stop(cumtl::Context& ctx) {
+    CUMTL_CHECK_CUDA(cudaEventRecord(stop_, ctx.stream()));
+    CUMTL_CHECK_CUDA(cudaEventSynchronize(stop_));
+    float milliseconds = 0;
+    CUMTL_CHECK_CUDA(cudaEventElapsedTime(&milliseconds, start_, stop_));
+    return milliseconds / 1e3;
+  }
+
+ private:
+  cudaEvent_t start_ = nullptr, stop_ = nullptr;
+};
+
+// Overwrites a buffer larger than any L2 cache, so the next kernel reads its
+// inputs from device memory as it would in a training step.
+inline void flush_l2(cumtl::Context& ctx) {
+  static cumtl::Tensor scratch =
+      cumtl::Tensor::empty(ctx, cumtl::Shape{std::int64_t(256) << 20}, cumtl::ScalarType::u8);
+  CUMTL_CHECK_CUDA(cudaMemsetAsync(scratch.raw_data(), 0, scratch.bytes(), ctx.stream()));
+}
+
+// Device-to-device copy bandwidth (bytes read + written per second) of a 1 GiB
+// copy, the best of 10: the practical peak a memory-bound kernel can approach.
+inline double measured_peak_bandwidth(cumtl::Context& ctx) {
+  static const double peak = [&] {
+    const std::int64_t bytes = std::int64_t(1) << 30;
+    cumtl::Tensor source = cumtl::Tensor::zeros(ctx, cumtl::Shape{bytes}, cumtl::ScalarType::u8);
+    cumtl::Tensor target = cumtl::Tensor::empty(ctx, cumtl::Shape{bytes}, cumtl::ScalarType::u8);
+    GpuTimer timer;
+    double best = 0;
+    for (int repeat = 0; repeat < 10; ++repeat) {
+      timer.start(ctx);
+      CUMTL_CHECK_CUDA(cudaMemcpyAsync(target.raw_data(), source.raw_data(), std::size_t(bytes),
+                                       cudaMemcpyDeviceToDevice, ctx.stream()));
+      best = std::max(best, 2.0 * double(bytes) / timer.stop(ctx));
+    }
+    return best;
+  }();
+  return peak;
+}
+
+// Runs `launch` once per iteration with an L2 flush before it and CUDA-event
+// timing around it, then reports bytes per second and the fraction of peak.
+template <class Launch>
+void time_gpu(benchmark::State& state, cumtl::Context& ctx, double bytes_per_iteration, Launch&& launch) {
+  const double peak = measured_peak_bandwidth(ctx);
+  launch();  // warm-up: plan caches, lazy module loading
+  GpuTimer timer;
+  for (auto _ : state) {
+    flush_l2(ctx);
+    timer.start(ctx);
+    launch();
+    state.SetIterationTime(timer.stop(ctx));
+  }
+  report_bytes(state, bytes_per_iteration);
+  // (bytes / peak) per iteration over the measured seconds: achieved bandwidth / peak.
+  state.counters["fraction_of_peak"] =
+      benchmark::Counter(bytes_per_iteration / peak, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["peak_GBps"] = peak / 1e9;
+}
+#endif
+
+}  // namespace cumtl_bench

@@ -1,0 +1,125 @@
+// The fused multi-task loss kernel against its CPU twin, its determinism, and
+// invalid labels found on the device. Needs a GPU.
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "../support/loss_batches.hpp"
+#include "../support/testing.hpp"
+
+using cumtl::Context;
+using cumtl::Device;
+using cumtl::HeadKind;
+using cumtl::LossMode;
+using cumtl::LossNormalization;
+using cumtl::MultiTaskLabels;
+using cumtl::MultiTaskLoss;
+using cumtl::ScalarType;
+using cumtl::Shape;
+using cumtl::Tensor;
+
+namespace {
+
+// Largest |a - b| over the largest |b|: gradients are scaled by 1/N_t, so an
+// elementwise relative error would be dominated by cancellation in p - q.
+double max_error_over_scale(const std::vector<float>& a, const std::vector<float>& b) {
+  double worst = 0, scale = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, std::abs(double(a[i]) - double(b[i])));
+    scale = std::max(scale, std::abs(double(b[i])));
+  }
+  return scale == 0 ? worst : worst / scale;
+}
+
+// Runs a copy of `loss` on the CPU and another on the GPU over the same batch,
+// checks that counts, losses and gradients agree, and returns the GPU gradient.
+std::vector<float> gpu_gradient_checked_against_cpu(const MultiTaskLoss& loss, const cumtl_test::Batch& batch) {
+  Context cpu;
+  Context gpu(Device::cuda(0));
+  MultiTaskLoss cpu_loss(loss.heads(), loss.options()), gpu_loss(loss.heads(), loss.options());
+  Tensor cpu_gradient = Tensor::empty(batch.logits.shape(), ScalarType::f32);
+  cpu_loss.compute(cpu, LossMode::train, batch.logits, batch.labels, cpu_gradient);
+  const cumtl::LossReport expected = cpu_loss.read(cpu);
+
+  const auto [logits, labels] = batch.to(gpu);
+  Tensor gradient = Tensor::empty(gpu, logits.shape(), ScalarType::f32);
+  gpu_loss.compute(gpu, LossMode::train, logits, labels, gradient);
+  const cumtl::LossReport report = gpu_loss.read(gpu);
+
+  CHECK(report.labels == expected.labels);
+  CHECK(report.samples == expected.samples);
+  CHECK(cumtl_test::max_relative_error(report.task_losses, expected.task_losses, 1e-6) < 1e-6);
+  CHECK(report.total == doctest::Approx(expected.total).epsilon(1e-6));
+  std::vector<float> values = gradient.to_vector<float>(gpu);
+  CHECK(max_error_over_scale(values, cpu_gradient.to_vector<float>()) < 1e-6);
+  return values;
+}
+
+}  // namespace
+
+TEST_SUITE("loss") {
+  TEST_CASE("loss: the CUDA kernel matches the CPU twin on random batches") {
+    for (LossNormalization normalization :
+         {LossNormalization::per_label, LossNormalization::per_sample, LossNormalization::per_batch}) {
+      for (cumtl::MissingLabels missing : {cumtl::MissingLabels::ignore, cumtl::MissingLabels::as_negative}) {
+        for (std::int64_t rows : {1, 7, 1000, 65536}) {
+          CAPTURE(int(normalization));
+          CAPTURE(int(missing));
+          CAPTURE(rows);
+          const MultiTaskLoss loss(cumtl_test::flagship_heads(), {normalization, missing});
+          gpu_gradient_checked_against_cpu(loss, cumtl_test::random_batch<float>(loss, rows, std::uint64_t(rows)));
+        }
+      }
+    }
+  }
+
+  TEST_CASE("loss: a head wider than a warp and extreme logits on the GPU") {
+    const MultiTaskLoss loss({{.name = "wide", .kind = HeadKind::softmax, .outputs = 1000},
+                              {.name = "many", .kind = HeadKind::sigmoid, .outputs = 70}});
+    const std::vector<float> gradient =
+        gpu_gradient_checked_against_cpu(loss, cumtl_test::random_batch<float>(loss, 300, 5, 0.2, 1e4));
+    for (float value : gradient) REQUIRE(std::isfinite(value));
+  }
+
+  TEST_CASE("loss: the kernel is deterministic run to run") {
+    Context gpu(Device::cuda(0));
+    MultiTaskLoss loss(cumtl_test::flagship_heads());
+    const cumtl_test::Batch batch = cumtl_test::random_batch<float>(loss, 65536, 77);
+    const auto [logits, labels] = batch.to(gpu);
+    Tensor first = Tensor::empty(gpu, logits.shape(), ScalarType::f32);
+    Tensor second = Tensor::empty(gpu, logits.shape(), ScalarType::f32);
+    loss.compute(gpu, LossMode::train, logits, labels, first);
+    const std::vector<float> first_losses = loss.losses().to_vector<float>(gpu);
+    loss.compute(gpu, LossMode::train, logits, labels, second);
+    const std::vector<float> second_losses = loss.losses().to_vector<float>(gpu);
+    CHECK(std::memcmp(first_losses.data(), second_losses.data(), first_losses.size() * sizeof(float)) == 0);
+    const std::vector<float> a = first.to_vector<float>(gpu), b = second.to_vector<float>(gpu);
+    CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+  }
+
+  TEST_CASE("loss: evaluation on the GPU writes no gradient") {
+    Context gpu(Device::cuda(0));
+    MultiTaskLoss loss(cumtl_test::flagship_heads());
+    const cumtl_test::Batch batch = cumtl_test::random_batch<float>(loss, 100, 8);
+    const auto [logits, labels] = batch.to(gpu);
+    Tensor gradient = Tensor::empty(gpu, logits.shape(), ScalarType::f32);
+    loss.compute(gpu, LossMode::train, logits, labels, gradient);
+    const double trained = loss.read(gpu).total;
+    cumtl::ops::fill(gpu, gradient, 7.0);
+    loss.compute(gpu, LossMode::evaluate, logits, labels, gradient);
+    CHECK(loss.read(gpu).total == trained);
+    CHECK(gradient.to_vector<float>(gpu) == std::vector<float>(std::size_t(gradient.numel()), 7.0f));
+  }
+
+  TEST_CASE("loss: an invalid label on the GPU is reported by read") {
+    Context gpu(Device::cuda(0));
+    MultiTaskLoss loss(cumtl_test::flagship_heads());
+    cumtl_test::Batch batch = cumtl_test::random_batch<float>(loss, 4000, 12);
+    batch.labels.classes.data<std::int32_t>()[2 * 3001 + 1] = 11;  // compound has classes 0..10
+    batch.labels.binary.data<std::int8_t>()[12 * 3500 + 4] = 5;
+    const auto [logits, labels] = batch.to(gpu);
+    Tensor gradient = Tensor::empty(gpu, logits.shape(), ScalarType::f32);
+    loss.compute(gpu, LossMode::train, logits, labels, gradient);
+    CHECK_ERROR_WITH(loss.read(gpu), "head 'compound'", "sample 3001", "class 11", "0..10");
+  }
+}  // TEST_SUITE
