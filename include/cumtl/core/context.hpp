@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cumtl/core/memory.hpp"
+#include "cumtl/core/modes.hpp"
 
 namespace cumtl::inline CUMTL_ABI {
 
@@ -69,6 +70,14 @@ class Context {
 
   Workspace& workspace() noexcept {
     return workspace_;
+  }
+
+  // TF32 and determinism for the library calls made on this context (cuDNN, cuBLAS).
+  NumericsPolicy& numerics() noexcept {
+    return numerics_;
+  }
+  const NumericsPolicy& numerics() const noexcept {
+    return numerics_;
   }
 
 #if CUMTL_HAS_CUDA
@@ -137,6 +146,7 @@ class Context {
 
   Device device_;
   Workspace workspace_;
+  NumericsPolicy numerics_;
 #if CUMTL_HAS_CUDA
   std::shared_ptr<detail::StreamHolder> stream_;
   int multiprocessors_ = 0;

@@ -41,4 +41,11 @@ inline void require_alike(std::string_view operation, std::string_view name_a, c
                 a.description(), " but '", name_b, "' is ", b.description());
 }
 
+// `tensor` (called `name`) has exactly `shape` and `dtype`.
+inline void require_shape(std::string_view operation, std::string_view name, const Tensor& tensor, const Shape& shape,
+                          ScalarType dtype) {
+  CUMTL_REQUIRE(tensor.shape() == shape && tensor.dtype() == dtype, operation, ": '", name, "' is ",
+                tensor.description(), ", expected ", name_of(dtype), shape);
+}
+
 }  // namespace cumtl::inline CUMTL_ABI::detail

@@ -1,0 +1,122 @@
+#pragma once
+// CPU twin of the convolutions: im2col + GEMM, one image at a time.
+//
+// In NHWC the C values of one input pixel are contiguous, and KRSC filters are
+// rows of R·S·C values in (r, s, c) order. So unrolling each output pixel's
+// receptive field into a row of R·S·C values (im2col, zeros where the window
+// leaves the padded input) makes the forward pass one GEMM per image,
+// Y[P·Q, K] = cols[P·Q, R·S·C] · Wᵀ, and the backward passes two more:
+// dcols = dY · W, scattered back (col2im), and dW (+)= dYᵀ · cols. A 1×1
+// convolution with stride 1 and no padding needs no unrolling at all. The
+// unrolled image lives in the context's workspace.
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "cumtl/core/context.hpp"
+#include "cumtl/core/conv_shape.hpp"
+#include "cumtl/core/modes.hpp"
+#include "cumtl/cpu/gemm.hpp"
+
+namespace cumtl::inline CUMTL_ABI::cpu {
+
+namespace detail {
+
+inline bool is_pointwise(const ConvShape& shape) {
+  return shape.r == 1 && shape.s == 1 && shape.stride_h == 1 && shape.stride_w == 1 && shape.pad_h == 0 &&
+         shape.pad_w == 0;
+}
+
+// cols[P·Q, R·S·C] from one NHWC image.
+template <class T>
+void im2col(const ConvShape& shape, const T* image, T* cols) {
+  const std::int64_t p_count = shape.out_h(), q_count = shape.out_w();
+  for (std::int64_t p = 0; p < p_count; ++p)
+    for (std::int64_t q = 0; q < q_count; ++q) {
+      T* row = cols + (p * q_count + q) * shape.r * shape.s * shape.c;
+      for (std::int64_t r = 0; r < shape.r; ++r)
+        for (std::int64_t s = 0; s < shape.s; ++s, row += shape.c) {
+          const std::int64_t h = p * shape.stride_h - shape.pad_h + r * shape.dilation_h;
+          const std::int64_t w = q * shape.stride_w - shape.pad_w + s * shape.dilation_w;
+          if (h < 0 || h >= shape.h || w < 0 || w >= shape.w)
+            std::fill_n(row, shape.c, T(0));
+          else
+            std::copy_n(image + (h * shape.w + w) * shape.c, shape.c, row);
+        }
+    }
+}
+
+// image (one NHWC image, zeroed by the caller) += the scatter of cols.
+template <class T>
+void col2im(const ConvShape& shape, const T* cols, T* image) {
+  const std::int64_t p_count = shape.out_h(), q_count = shape.out_w();
+  for (std::int64_t p = 0; p < p_count; ++p)
+    for (std::int64_t q = 0; q < q_count; ++q) {
+      const T* row = cols + (p * q_count + q) * shape.r * shape.s * shape.c;
+      for (std::int64_t r = 0; r < shape.r; ++r)
+        for (std::int64_t s = 0; s < shape.s; ++s, row += shape.c) {
+          const std::int64_t h = p * shape.stride_h - shape.pad_h + r * shape.dilation_h;
+          const std::int64_t w = q * shape.stride_w - shape.pad_w + s * shape.dilation_w;
+          if (h < 0 || h >= shape.h || w < 0 || w >= shape.w) continue;
+          T* pixel = image + (h * shape.w + w) * shape.c;
+          for (std::int64_t c = 0; c < shape.c; ++c) pixel[c] += row[c];
+        }
+    }
+}
+
+// The unrolled image of input `n`, or the input itself for a pointwise convolution.
+template <class T>
+const T* unrolled(Context& ctx, const ConvShape& shape, const T* x, std::int64_t n) {
+  const T* image = x + n * shape.h * shape.w * shape.c;
+  if (is_pointwise(shape)) return image;
+  T* cols = static_cast<T*>(
+      ctx.workspace().reserve(sizeof(T) * std::size_t(shape.out_h() * shape.out_w() * shape.r * shape.s * shape.c)));
+  im2col(shape, image, cols);
+  return cols;
+}
+
+}  // namespace detail
+
+// y[N, P, Q, K] = x ⋆ w
+template <class T>
+void conv_forward(Context& ctx, const ConvShape& shape, const T* x, const T* w, T* y) {
+  const std::int64_t pixels = shape.out_h() * shape.out_w(), window = shape.r * shape.s * shape.c;
+  for (std::int64_t n = 0; n < shape.n; ++n)
+    gemm(false, true, pixels, shape.k, window, T(1), detail::unrolled(ctx, shape, x, n), window, w, window, T(0),
+         y + n * pixels * shape.k, shape.k);
+}
+
+// dx[N, H, W, C] = the input gradient (overwritten)
+template <class T>
+void conv_backward_data(Context& ctx, const ConvShape& shape, const T* dy, const T* w, T* dx) {
+  const std::int64_t pixels = shape.out_h() * shape.out_w(), window = shape.r * shape.s * shape.c;
+  const std::int64_t image_size = shape.h * shape.w * shape.c;
+  for (std::int64_t n = 0; n < shape.n; ++n) {
+    T* image = dx + n * image_size;
+    if (detail::is_pointwise(shape)) {
+      gemm(false, false, pixels, window, shape.k, T(1), dy + n * pixels * shape.k, shape.k, w, window, T(0), image,
+           window);
+      continue;
+    }
+    T* cols = static_cast<T*>(ctx.workspace().reserve(sizeof(T) * std::size_t(pixels * window)));
+    gemm(false, false, pixels, window, shape.k, T(1), dy + n * pixels * shape.k, shape.k, w, window, T(0), cols,
+         window);
+    std::fill_n(image, image_size, T(0));
+    detail::col2im(shape, cols, image);
+  }
+}
+
+// dw[K, R, S, C] (+)= the filter gradient, summed over the batch
+template <class T>
+void conv_backward_filter(Context& ctx, const ConvShape& shape, const T* x, const T* dy, T* dw, GradientMode mode) {
+  const std::int64_t pixels = shape.out_h() * shape.out_w(), window = shape.r * shape.s * shape.c;
+  if (shape.n == 0 && mode == GradientMode::overwrite) std::fill_n(dw, shape.k * window, T(0));
+  for (std::int64_t n = 0; n < shape.n; ++n) {
+    const T beta = n == 0 && mode == GradientMode::overwrite ? T(0) : T(1);
+    gemm(true, false, shape.k, window, pixels, T(1), dy + n * pixels * shape.k, shape.k,
+         detail::unrolled(ctx, shape, x, n), window, beta, dw, window);
+  }
+}
+
+}  // namespace cumtl::inline CUMTL_ABI::cpu

@@ -1,0 +1,138 @@
+#pragma once
+// Parameters and buffers of a network, and the store that owns their memory.
+//
+// Layers declare what they need (a name as PyTorch names it, a shape, whether
+// weight decay applies) and hold Tensor handles; ParameterStore then allocates
+// every parameter value in one flat tensor, every gradient in another, and
+// every buffer (BN running statistics) in a third, and points each layer's
+// handles at views into them. So the optimizer updates all parameters in one
+// launch, a gradient all-reduce is one call, and zeroing gradients is one fill.
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cumtl/core/tensor.hpp"
+#include "cumtl/ops/elementwise.hpp"
+
+namespace cumtl::inline CUMTL_ABI {
+
+// One parameter: its value and its gradient are views into the store's flat tensors.
+struct Parameter {
+  std::string name;
+  Shape shape;
+  bool decay = true;  // false for BN affine parameters and biases, when the optimizer exempts them
+  Tensor value;
+  Tensor gradient;
+};
+
+// One buffer: state that is saved and loaded but not trained (running statistics).
+struct Buffer {
+  std::string name;
+  Shape shape;
+  double initial_value = 0;
+  Tensor value;
+};
+
+class ParameterStore {
+ public:
+  // Declares a parameter. The pointer stays valid for the store's lifetime; the
+  // layer reads value and gradient through it once allocate() has run.
+  Parameter* add_parameter(std::string name, Shape shape, bool decay) {
+    CUMTL_REQUIRE(!allocated(), "ParameterStore: parameter '", name, "' declared after allocate()");
+    parameters_.push_back(std::make_unique<Parameter>(Parameter{std::move(name), shape, decay, {}, {}}));
+    return parameters_.back().get();
+  }
+
+  Buffer* add_buffer(std::string name, Shape shape, double initial_value) {
+    CUMTL_REQUIRE(!allocated(), "ParameterStore: buffer '", name, "' declared after allocate()");
+    buffers_.push_back(std::make_unique<Buffer>(Buffer{std::move(name), shape, initial_value, {}}));
+    return buffers_.back().get();
+  }
+
+  // Allocates the flat tensors on ctx's device, points every parameter and
+  // buffer at its view, zeroes the gradients and sets buffers to their initial values.
+  void allocate(Context& ctx, ScalarType dtype) {
+    CUMTL_REQUIRE(!allocated(), "ParameterStore::allocate called twice");
+    values_ = Tensor::empty(ctx, Shape{parameter_count()}, dtype);
+    gradients_ = Tensor::zeros(ctx, Shape{parameter_count()}, dtype);
+    std::int64_t buffer_elements = 0;
+    for (const auto& buffer : buffers_) buffer_elements += buffer->shape.numel();
+    buffer_values_ = Tensor::empty(ctx, Shape{buffer_elements}, dtype);
+    std::int64_t offset = 0;
+    for (const auto& parameter : parameters_) {
+      const std::int64_t count = parameter->shape.numel();
+      parameter->value = values_.slice(offset, offset + count).view(parameter->shape);
+      parameter->gradient = gradients_.slice(offset, offset + count).view(parameter->shape);
+      offset += count;
+    }
+    offset = 0;
+    for (const auto& buffer : buffers_) {
+      const std::int64_t count = buffer->shape.numel();
+      buffer->value = buffer_values_.slice(offset, offset + count).view(buffer->shape);
+      ops::fill(ctx, buffer->value, buffer->initial_value);
+      offset += count;
+    }
+  }
+
+  bool allocated() const noexcept { return values_.defined(); }
+
+  std::int64_t parameter_count() const {
+    std::int64_t count = 0;
+    for (const auto& parameter : parameters_) count += parameter->shape.numel();
+    return count;
+  }
+
+  // All values, all gradients, all buffers, each one flat tensor.
+  Tensor& values() { return values_; }
+  Tensor& gradients() { return gradients_; }
+  Tensor& buffer_values() { return buffer_values_; }
+
+  const std::vector<std::unique_ptr<Parameter>>& parameters() const noexcept { return parameters_; }
+  const std::vector<std::unique_ptr<Buffer>>& buffers() const noexcept { return buffers_; }
+
+  Parameter& parameter(std::string_view name) const {
+    for (const auto& parameter : parameters_)
+      if (parameter->name == name) return *parameter;
+    CUMTL_FAIL("no parameter is named '", name, "'");
+  }
+
+  Buffer& buffer(std::string_view name) const {
+    for (const auto& buffer : buffers_)
+      if (buffer->name == name) return *buffer;
+    CUMTL_FAIL("no buffer is named '", name, "'");
+  }
+
+  void zero_gradients(Context& ctx) { gradients_.set_zero(ctx); }
+
+  // One tensor of `shape` over the values (or gradients) of `parameters`, which
+  // must have been declared one after another: e.g. several heads' weights seen
+  // as one matrix, so that all heads run as one GEMM.
+  Tensor joint_view(const std::vector<Parameter*>& parameters, const Shape& shape, bool gradients) {
+    CUMTL_REQUIRE(allocated() && !parameters.empty(), "ParameterStore::joint_view: nothing to view");
+    std::int64_t offset = 0;
+    std::size_t index = 0;
+    while (index < parameters_.size() && parameters_[index].get() != parameters.front()) {
+      offset += parameters_[index]->shape.numel();
+      ++index;
+    }
+    std::int64_t count = 0;
+    for (std::size_t i = 0; i < parameters.size(); ++i) {
+      CUMTL_REQUIRE(index + i < parameters_.size() && parameters_[index + i].get() == parameters[i],
+                    "ParameterStore::joint_view: '", parameters[i]->name, "' does not follow '",
+                    parameters.front()->name, "' in declaration order");
+      count += parameters[i]->shape.numel();
+    }
+    CUMTL_REQUIRE(shape.numel() == count, "ParameterStore::joint_view: ", count, " elements cannot be seen as ",
+                  shape);
+    return (gradients ? gradients_ : values_).slice(offset, offset + count).view(shape);
+  }
+
+ private:
+  std::vector<std::unique_ptr<Parameter>> parameters_;
+  std::vector<std::unique_ptr<Buffer>> buffers_;
+  Tensor values_, gradients_, buffer_values_;
+};
+
+}  // namespace cumtl::inline CUMTL_ABI

@@ -1,0 +1,379 @@
+#pragma once
+// Batch normalization over NHWC activations, with an optional residual add and
+// an optional ReLU fused into the output, and its backward pass.
+//
+// Layout. x is M×C row-major (M = N·H·W rows, channels fastest), so a warp
+// reading 32 consecutive channels of one row is one coalesced access. Every
+// kernel uses the same tile: a block of 256 threads is TX channels × TY rows
+// (TX = min(32, C rounded up to a power of two), TY = 256 / TX), so for small C
+// a warp still covers a contiguous run of rows × channels instead of idling
+// 29 lanes. The grid is channel tiles × row blocks; a block owns a fixed range
+// of rows, and a thread walks it with stride TY, keeping its channel (and
+// that channel's coefficients) in registers for the whole loop.
+//
+// Passes (E = M·C elements of T; P row blocks, P × channel tiles ≈ one wave of resident blocks):
+//   forward train   1. statistics: reads x (E·T); one (mean, M2) partial per
+//                      row block and channel, in double (P·C·16 bytes);
+//                   2. finish:    per channel, combines the P partials in a fixed
+//                      order, writes saved mean/invstd and the running statistics;
+//                   3. apply:     reads x (+ residual), writes y: 2E·T (3E·T).
+//   forward eval    3 only, with the running statistics.
+//   backward        4. reduce:    reads dy, x (+ y for ReLU): 2E·T (3E·T); one
+//                      (Σdpre, Σdpre·(x−mean)) partial per row block and channel;
+//                   5. finish:    per channel, sums the partials in a fixed order,
+//                      writes dgamma and dbeta (overwritten or accumulated);
+//                   6. apply:     reads dy, x (+ y), writes dx (+ dresidual):
+//                      3E·T to 5E·T.
+// So a forward train moves 3E·T (4E·T with a residual) and a backward 5E·T to
+// 8E·T, plus O(P·C) doubles; the statistics cannot be fused into the apply
+// because every output needs the whole batch's mean first.
+//
+// Numerics. A thread sums (x − K) and (x − K)² in double with K its first
+// value (the shifted-data algorithm): since K is one of the values, the
+// cancellation in M2 = Σ(x−K)² − (Σ(x−K))²/n is bounded by a factor n (the
+// thread's rows), never by mean²/variance as with E[x²] − E[x]². Threads are
+// merged with Chan's formula in a fixed tree, row blocks with the two-step sum
+// (mean first, then M2 + n·(mean_b − mean)², all terms non-negative). No
+// floating-point atomics: a run on one device is bit-identical to the next.
+// The elementwise applies run in T with per-channel coefficients computed in
+// double; x − mean is formed before scaling, so a large mean does not cancel.
+// Forward normalizes with saved_mean and saved_invstd as stored in T, the very
+// values backward reads, so backward differentiates exactly what forward did.
+
+#include <cmath>
+#include <cstdint>
+
+#include "cumtl/core/config.hpp"
+
+namespace cumtl::inline CUMTL_ABI::kernels {
+
+// Count, mean and sum of squared deviations of a set of values.
+struct BatchnormMoments {
+  double count;
+  double mean;
+  double m2;
+};
+
+// What the statistics pass leaves per (row block, channel); the count follows from the row block.
+struct BatchnormPartialMoments {
+  double mean;
+  double m2;
+};
+
+// What the backward reduce leaves per (row block, channel): Σ dpre and Σ dpre·(x − mean).
+struct BatchnormPartialGradient {
+  double dpre;
+  double dpre_centered;
+};
+
+// Per channel, the backward's reductions: Σ dpre (= dbeta) and Σ dpre·x̂ (= dgamma).
+struct BatchnormChannelGradient {
+  double dbeta;
+  double dgamma;
+};
+
+// Where a channel's normalization comes from: the batch (mean and invstd saved
+// by the statistics pass) or running statistics (mean and variance, with eps).
+template <class T>
+struct BatchnormNormalization {
+  const T* mean;
+  const T* invstd;    // set in training
+  const T* variance;  // set in evaluation
+  double eps;
+};
+
+// pre = (x − mean)·scale + shift for one channel.
+template <class T>
+struct BatchnormAffine {
+  T mean;
+  T scale;
+  T shift;
+};
+
+// dx = scale·(dpre − mean_dpre − x̂·mean_dpre_xhat), x̂ = (x − mean)·invstd, for one channel.
+template <class T>
+struct BatchnormGradientAffine {
+  T mean;
+  T invstd;
+  T scale;
+  T mean_dpre;
+  T mean_dpre_xhat;
+};
+
+// Rows [b·rows_per_block, min(rows, (b+1)·rows_per_block)) belong to row block b.
+CUMTL_HOST_DEVICE inline std::int64_t batchnorm_block_rows(std::int64_t block, std::int64_t rows,
+                                                           std::int64_t rows_per_block) {
+  const std::int64_t begin = block * rows_per_block;
+  const std::int64_t end = begin + rows_per_block < rows ? begin + rows_per_block : rows;
+  return end > begin ? end - begin : 0;
+}
+
+CUMTL_HOST_DEVICE inline double batchnorm_invstd(double variance, double eps) {
+  return 1.0 / std::sqrt(variance + eps);
+}
+
+// Moments of n values from their sums shifted by K (one of the values).
+CUMTL_HOST_DEVICE inline BatchnormMoments batchnorm_moments_from_shifted_sums(double count, double shift, double sum,
+                                                                              double sum_squares) {
+  if (count == 0) return {0, 0, 0};
+  const double offset = sum / count;
+  const double m2 = sum_squares - sum * offset;
+  return {count, shift + offset, m2 > 0 ? m2 : 0.0};  // rounding may leave a tiny negative
+}
+
+// Chan et al.'s merge of the moments of two disjoint sets.
+CUMTL_HOST_DEVICE inline BatchnormMoments batchnorm_merge(const BatchnormMoments& a, const BatchnormMoments& b) {
+  const double count = a.count + b.count;
+  if (count == 0) return {0, 0, 0};
+  const double delta = b.mean - a.mean, weight = b.count / count;
+  return {count, a.mean + delta * weight, a.m2 + b.m2 + delta * delta * a.count * weight};
+}
+
+// Writes what forward train leaves for backward and updates the running
+// statistics as PyTorch does (the running variance is the unbiased one).
+template <class T>
+CUMTL_HOST_DEVICE inline void batchnorm_store_statistics(std::int64_t channel, double mean, double m2, double rows,
+                                                         double momentum, double eps, T* running_mean, T* running_var,
+                                                         T* saved_mean, T* saved_invstd) {
+  saved_mean[channel] = T(mean);
+  saved_invstd[channel] = T(batchnorm_invstd(m2 / rows, eps));
+  running_mean[channel] = T((1 - momentum) * double(running_mean[channel]) + momentum * mean);
+  running_var[channel] = T((1 - momentum) * double(running_var[channel]) + momentum * (m2 / (rows - 1)));
+}
+
+template <class T>
+CUMTL_HOST_DEVICE inline BatchnormAffine<T> batchnorm_affine(const BatchnormNormalization<T>& normalization,
+                                                             const T* gamma, const T* beta, std::int64_t channel) {
+  const double invstd = normalization.invstd != nullptr
+                            ? double(normalization.invstd[channel])
+                            : batchnorm_invstd(double(normalization.variance[channel]), normalization.eps);
+  return {normalization.mean[channel], T(double(gamma[channel]) * invstd), beta[channel]};
+}
+
+// y = act(bn(x) + residual); pass residual 0 when there is none. NaN stays NaN through the ReLU.
+template <class T>
+CUMTL_HOST_DEVICE inline T batchnorm_output(T x, T residual, const BatchnormAffine<T>& affine, bool relu) {
+  const T pre = (x - affine.mean) * affine.scale + affine.shift + residual;
+  return relu && pre < T(0) ? T(0) : pre;
+}
+
+// The gradient at the pre-activation sum: dy where the ReLU passed its input (y > 0).
+template <class T>
+CUMTL_HOST_DEVICE inline T batchnorm_pre_gradient(T dy, T y, bool relu) {
+  return relu && !(y > T(0)) ? T(0) : dy;
+}
+
+template <class T>
+CUMTL_HOST_DEVICE inline BatchnormGradientAffine<T> batchnorm_gradient_affine(T mean, T invstd, T gamma,
+                                                                              const BatchnormChannelGradient& sums,
+                                                                              double rows) {
+  return {mean, invstd, T(double(gamma) * double(invstd)), T(sums.dbeta / rows), T(sums.dgamma / rows)};
+}
+
+template <class T>
+CUMTL_HOST_DEVICE inline T batchnorm_input_gradient(T dpre, T x, const BatchnormGradientAffine<T>& affine) {
+  const T x_hat = (x - affine.mean) * affine.invstd;
+  return affine.scale * (dpre - affine.mean_dpre - x_hat * affine.mean_dpre_xhat);
+}
+
+// A parameter gradient, replaced or added to (never read when replaced, so an
+// uninitialized or infinite old value does not leak in).
+template <class T>
+CUMTL_HOST_DEVICE inline void batchnorm_store_gradient(T& out, double gradient, bool accumulate) {
+  out = accumulate ? T(double(out) + gradient) : T(gradient);
+}
+
+#if defined(__CUDACC__)
+inline constexpr int batchnorm_threads = 256;
+
+// Sums values[ty·TX + tx] over ty into values[tx] in a fixed tree; every thread of the block must call it.
+__device__ inline void batchnorm_sum_columns(double* values) {
+  const int slot = int(threadIdx.y * blockDim.x + threadIdx.x);
+  for (int width = int(blockDim.y) / 2; width > 0; width /= 2) {
+    if (int(threadIdx.y) < width) values[slot] += values[slot + width * int(blockDim.x)];
+    __syncthreads();
+  }
+}
+
+// Pass 1: partials[b·C + c] = the moments of x[rows of block b, c].
+template <class T>
+__global__ void __launch_bounds__(batchnorm_threads)
+    batchnorm_statistics_kernel(std::int64_t rows, std::int64_t channels, std::int64_t rows_per_block,
+                                const T* __restrict__ x, BatchnormPartialMoments* __restrict__ partials) {
+  __shared__ BatchnormMoments moments[batchnorm_threads];
+  const std::int64_t channel = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const std::int64_t begin = std::int64_t(blockIdx.y) * rows_per_block;
+  const std::int64_t end = begin + batchnorm_block_rows(blockIdx.y, rows, rows_per_block);
+  double count = 0, shift = 0, sum = 0, sum_squares = 0;
+  if (channel < channels && begin + threadIdx.y < end) {
+    shift = double(x[(begin + threadIdx.y) * channels + channel]);
+#pragma unroll 4
+    for (std::int64_t row = begin + threadIdx.y; row < end; row += blockDim.y) {
+      const double deviation = double(x[row * channels + channel]) - shift;
+      sum += deviation;
+      sum_squares += deviation * deviation;
+      count += 1;
+    }
+  }
+  const int slot = int(threadIdx.y * blockDim.x + threadIdx.x);
+  moments[slot] = batchnorm_moments_from_shifted_sums(count, shift, sum, sum_squares);
+  __syncthreads();
+  for (int width = int(blockDim.y) / 2; width > 0; width /= 2) {
+    if (int(threadIdx.y) < width) moments[slot] = batchnorm_merge(moments[slot], moments[slot + width * blockDim.x]);
+    __syncthreads();
+  }
+  if (threadIdx.y == 0 && channel < channels)
+    partials[std::int64_t(blockIdx.y) * channels + channel] = {moments[slot].mean, moments[slot].m2};
+}
+
+// Pass 2: one column of threads per channel over the P partials, strided by TY, then a fixed tree.
+template <class T>
+__global__ void __launch_bounds__(batchnorm_threads)
+    batchnorm_finish_statistics_kernel(std::int64_t rows, std::int64_t channels, std::int64_t rows_per_block,
+                                       std::int64_t row_blocks, const BatchnormPartialMoments* __restrict__ partials,
+                                       double momentum, double eps, T* running_mean, T* running_var, T* saved_mean,
+                                       T* saved_invstd) {
+  __shared__ double sums[batchnorm_threads];
+  const std::int64_t channel = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const bool active = channel < channels;
+  const int slot = int(threadIdx.y * blockDim.x + threadIdx.x);
+
+  double weighted_means = 0;
+  if (active)
+    for (std::int64_t block = threadIdx.y; block < row_blocks; block += blockDim.y)
+      weighted_means +=
+          double(batchnorm_block_rows(block, rows, rows_per_block)) * partials[block * channels + channel].mean;
+  sums[slot] = weighted_means;
+  __syncthreads();
+  batchnorm_sum_columns(sums);
+  const double mean = sums[threadIdx.x] / double(rows);
+  __syncthreads();  // everyone has read the mean before the buffer is reused
+
+  double m2 = 0;
+  if (active)
+    for (std::int64_t block = threadIdx.y; block < row_blocks; block += blockDim.y) {
+      const BatchnormPartialMoments partial = partials[block * channels + channel];
+      const double deviation = partial.mean - mean;
+      m2 += partial.m2 + double(batchnorm_block_rows(block, rows, rows_per_block)) * deviation * deviation;
+    }
+  sums[slot] = m2;
+  __syncthreads();
+  batchnorm_sum_columns(sums);
+  if (threadIdx.y == 0 && active)
+    batchnorm_store_statistics(channel, mean, sums[threadIdx.x], double(rows), momentum, eps, running_mean, running_var,
+                               saved_mean, saved_invstd);
+}
+
+// Pass 3: y = act(bn(x) + residual). residual may be null, and y may be residual (each element is read, then written,
+// by the same thread), hence no __restrict__ on either.
+template <class T>
+__global__ void __launch_bounds__(batchnorm_threads)
+    batchnorm_apply_kernel(std::int64_t rows, std::int64_t channels, std::int64_t rows_per_block,
+                           const T* __restrict__ x, const T* residual, const T* __restrict__ gamma,
+                           const T* __restrict__ beta, BatchnormNormalization<T> normalization, bool relu, T* y) {
+  const std::int64_t channel = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (channel >= channels) return;
+  const std::int64_t begin = std::int64_t(blockIdx.y) * rows_per_block;
+  const std::int64_t end = begin + batchnorm_block_rows(blockIdx.y, rows, rows_per_block);
+  const BatchnormAffine<T> affine = batchnorm_affine(normalization, gamma, beta, channel);
+#pragma unroll 4
+  for (std::int64_t row = begin + threadIdx.y; row < end; row += blockDim.y) {
+    const std::int64_t i = row * channels + channel;
+    y[i] = batchnorm_output(x[i], residual != nullptr ? residual[i] : T(0), affine, relu);
+  }
+}
+
+// Pass 4: partials[b·C + c] = (Σ dpre, Σ dpre·(x − mean)) over the rows of block b, in double.
+template <class T>
+__global__ void __launch_bounds__(batchnorm_threads)
+    batchnorm_backward_reduce_kernel(std::int64_t rows, std::int64_t channels, std::int64_t rows_per_block,
+                                     const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ y,
+                                     bool relu, const T* __restrict__ saved_mean,
+                                     BatchnormPartialGradient* __restrict__ partials) {
+  __shared__ double dpre_sums[batchnorm_threads];
+  __shared__ double centered_sums[batchnorm_threads];
+  const std::int64_t channel = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const std::int64_t begin = std::int64_t(blockIdx.y) * rows_per_block;
+  const std::int64_t end = begin + batchnorm_block_rows(blockIdx.y, rows, rows_per_block);
+  double dpre_sum = 0, centered_sum = 0;
+  if (channel < channels) {
+    const double mean = double(saved_mean[channel]);
+#pragma unroll 4
+    for (std::int64_t row = begin + threadIdx.y; row < end; row += blockDim.y) {
+      const std::int64_t i = row * channels + channel;
+      const double dpre = double(batchnorm_pre_gradient(dy[i], relu ? y[i] : T(0), relu));
+      dpre_sum += dpre;
+      centered_sum += dpre * (double(x[i]) - mean);
+    }
+  }
+  const int slot = int(threadIdx.y * blockDim.x + threadIdx.x);
+  dpre_sums[slot] = dpre_sum;
+  centered_sums[slot] = centered_sum;
+  __syncthreads();
+  batchnorm_sum_columns(dpre_sums);
+  batchnorm_sum_columns(centered_sums);
+  if (threadIdx.y == 0 && channel < channels)
+    partials[std::int64_t(blockIdx.y) * channels + channel] = {dpre_sums[threadIdx.x], centered_sums[threadIdx.x]};
+}
+
+// Pass 5: per channel, the partials summed in a fixed order; dgamma and dbeta stored per mode, and the sums kept in
+// `sums` for pass 6 (dgamma itself may hold an accumulated value).
+template <class T>
+__global__ void __launch_bounds__(batchnorm_threads)
+    batchnorm_finish_backward_kernel(std::int64_t channels, std::int64_t row_blocks,
+                                     const BatchnormPartialGradient* __restrict__ partials,
+                                     const T* __restrict__ saved_invstd, bool accumulate, T* dgamma, T* dbeta,
+                                     BatchnormChannelGradient* __restrict__ sums) {
+  __shared__ double dpre_sums[batchnorm_threads];
+  __shared__ double centered_sums[batchnorm_threads];
+  const std::int64_t channel = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const bool active = channel < channels;
+  double dpre_sum = 0, centered_sum = 0;
+  if (active)
+    for (std::int64_t block = threadIdx.y; block < row_blocks; block += blockDim.y) {
+      const BatchnormPartialGradient partial = partials[block * channels + channel];
+      dpre_sum += partial.dpre;
+      centered_sum += partial.dpre_centered;
+    }
+  const int slot = int(threadIdx.y * blockDim.x + threadIdx.x);
+  dpre_sums[slot] = dpre_sum;
+  centered_sums[slot] = centered_sum;
+  __syncthreads();
+  batchnorm_sum_columns(dpre_sums);
+  batchnorm_sum_columns(centered_sums);
+  if (threadIdx.y == 0 && active) {
+    const BatchnormChannelGradient channel_sums{dpre_sums[threadIdx.x],
+                                                double(saved_invstd[channel]) * centered_sums[threadIdx.x]};
+    sums[channel] = channel_sums;
+    batchnorm_store_gradient(dgamma[channel], channel_sums.dgamma, accumulate);
+    batchnorm_store_gradient(dbeta[channel], channel_sums.dbeta, accumulate);
+  }
+}
+
+// Pass 6: dx and, when dresidual is not null, dresidual = dpre. dresidual may be dy (read, then written, by the same
+// thread), hence no __restrict__ on either.
+template <class T>
+__global__ void __launch_bounds__(batchnorm_threads)
+    batchnorm_backward_apply_kernel(std::int64_t rows, std::int64_t channels, std::int64_t rows_per_block, const T* dy,
+                                    const T* __restrict__ x, const T* __restrict__ y, bool relu,
+                                    const T* __restrict__ gamma, const T* __restrict__ saved_mean,
+                                    const T* __restrict__ saved_invstd,
+                                    const BatchnormChannelGradient* __restrict__ sums, T* __restrict__ dx,
+                                    T* dresidual) {
+  const std::int64_t channel = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (channel >= channels) return;
+  const std::int64_t begin = std::int64_t(blockIdx.y) * rows_per_block;
+  const std::int64_t end = begin + batchnorm_block_rows(blockIdx.y, rows, rows_per_block);
+  const BatchnormGradientAffine<T> affine = batchnorm_gradient_affine(saved_mean[channel], saved_invstd[channel],
+                                                                      gamma[channel], sums[channel], double(rows));
+#pragma unroll 4
+  for (std::int64_t row = begin + threadIdx.y; row < end; row += blockDim.y) {
+    const std::int64_t i = row * channels + channel;
+    const T dpre = batchnorm_pre_gradient(dy[i], relu ? y[i] : T(0), relu);
+    if (dresidual != nullptr) dresidual[i] = dpre;
+    dx[i] = batchnorm_input_gradient(dpre, x[i], affine);
+  }
+}
+#endif
+
+}  // namespace cumtl::inline CUMTL_ABI::kernels

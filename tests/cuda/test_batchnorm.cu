@@ -1,0 +1,313 @@
+// Batch normalization on the GPU against its CPU twin at awkward shapes (C not
+// a multiple of a warp, one or two rows, a batch of one), with and without the
+// residual and the ReLU; its determinism, sound statistics for a large mean,
+// double precision and in-place use. Needs a GPU.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "cumtl/ops/batchnorm.hpp"
+
+#include "../support/testing.hpp"
+
+using cumtl::Activation;
+using cumtl::Context;
+using cumtl::Device;
+using cumtl::GradientMode;
+using cumtl::ScalarType;
+using cumtl::Shape;
+using cumtl::Tensor;
+
+namespace {
+
+template <class T>
+Tensor random_tensor(const Shape& shape, std::uint64_t seed, double low, double high) {
+  Context cpu;
+  Tensor tensor = Tensor::empty(shape, cumtl::scalar_type_v<T>);
+  cumtl::Generator generator(seed);
+  cumtl::ops::uniform(cpu, tensor, generator, low, high);
+  return tensor;
+}
+
+template <class T>
+Tensor filled(Context& ctx, const Shape& shape, double value) {
+  Tensor tensor = Tensor::empty(ctx, shape, cumtl::scalar_type_v<T>);
+  cumtl::ops::fill(ctx, tensor, value);
+  return tensor;
+}
+
+Tensor defined_or_none(const Tensor& tensor, Context& ctx, Device device) {
+  return tensor.defined() ? tensor.to(ctx, device) : Tensor();
+}
+
+// Largest |a − b| over the largest |b|: normalized outputs and gradients are
+// O(1) and may cross zero, where an elementwise relative error means nothing.
+template <class T>
+double error_over_scale(const std::vector<T>& a, const std::vector<T>& b) {
+  REQUIRE(a.size() == b.size());
+  double worst = 0, scale = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double difference = std::abs(double(a[i]) - double(b[i]));
+    worst = std::isnan(difference) ? std::numeric_limits<double>::infinity() : std::max(worst, difference);
+    scale = std::max(scale, std::abs(double(b[i])));
+  }
+  return scale == 0 ? worst : worst / scale;
+}
+
+template <class T>
+bool bit_identical(const Tensor& a, const Tensor& b, Context& ctx) {
+  const std::vector<T> x = a.to_vector<T>(ctx), y = b.to_vector<T>(ctx);
+  return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(T)) == 0;
+}
+
+// Everything forward train reads and writes, on one device.
+struct Batch {
+  Tensor x, gamma, beta, residual, running_mean, running_var, saved_mean, saved_invstd, y;
+
+  Batch to(Context& ctx, Device device) const {
+    return {x.to(ctx, device),
+            gamma.to(ctx, device),
+            beta.to(ctx, device),
+            defined_or_none(residual, ctx, device),
+            running_mean.to(ctx, device),
+            running_var.to(ctx, device),
+            saved_mean.to(ctx, device),
+            saved_invstd.to(ctx, device),
+            y.to(ctx, device)};
+  }
+};
+
+template <class T>
+Batch random_batch(const Shape& shape, bool with_residual, std::uint64_t seed) {
+  Context cpu;
+  const Shape channels{shape[shape.rank() - 1]};
+  Batch batch;
+  batch.x = random_tensor<T>(shape, seed, -2, 3);
+  batch.gamma = random_tensor<T>(channels, seed + 1, 0.5, 1.5);
+  batch.beta = random_tensor<T>(channels, seed + 2, -0.5, 0.5);
+  if (with_residual) batch.residual = random_tensor<T>(shape, seed + 3, -1, 1);
+  batch.running_mean = random_tensor<T>(channels, seed + 4, -0.5, 0.5);
+  batch.running_var = random_tensor<T>(channels, seed + 5, 0.5, 2);
+  batch.saved_mean = filled<T>(cpu, channels, std::numeric_limits<double>::infinity());
+  batch.saved_invstd = filled<T>(cpu, channels, std::numeric_limits<double>::infinity());
+  batch.y = filled<T>(cpu, shape, std::numeric_limits<double>::infinity());
+  return batch;
+}
+
+void train(Context& ctx, Batch& batch, Activation activation) {
+  cumtl::ops::batchnorm_forward_train(ctx, batch.x, batch.gamma, batch.beta, batch.residual, activation, 0.1, 1e-5,
+                                      batch.running_mean, batch.running_var, batch.saved_mean, batch.saved_invstd,
+                                      batch.y);
+}
+
+// The gradients backward writes, on one device; dresidual is undefined without a residual.
+struct Gradients {
+  Tensor dx, dresidual, dgamma, dbeta;
+};
+
+template <class T>
+Gradients make_gradients(Context& ctx, const Shape& shape, bool with_residual, GradientMode mode) {
+  const Shape channels{shape[shape.rank() - 1]};
+  const double inf = std::numeric_limits<double>::infinity();
+  Gradients gradients{filled<T>(ctx, shape, inf), with_residual ? filled<T>(ctx, shape, inf) : Tensor(),
+                      filled<T>(ctx, channels, inf), filled<T>(ctx, channels, inf)};
+  if (mode == GradientMode::accumulate) {
+    gradients.dgamma = random_tensor<T>(channels, 91, -1, 1).to(ctx, ctx.device());
+    gradients.dbeta = random_tensor<T>(channels, 92, -1, 1).to(ctx, ctx.device());
+  }
+  return gradients;
+}
+
+void backward(Context& ctx, const Tensor& dy, const Batch& batch, Activation activation, Gradients& gradients,
+              GradientMode mode) {
+  cumtl::ops::batchnorm_backward(ctx, dy, batch.x, batch.y, batch.gamma, batch.saved_mean, batch.saved_invstd,
+                                 activation, gradients.dx, gradients.dresidual, gradients.dgamma, gradients.dbeta,
+                                 mode);
+}
+
+const std::vector<std::int64_t> awkward_channels{3, 5, 64, 130};
+const std::vector<Shape> awkward_spatial{Shape{1, 1, 2}, Shape{2, 7, 7}, Shape{8, 56, 56}, Shape{1, 9, 9}};
+
+Shape nhwc(const Shape& spatial, std::int64_t channels) {
+  return Shape::nhwc(spatial[0], spatial[1], spatial[2], channels);
+}
+
+// Forward train on both devices from the same batch; checks that they agree and returns the CPU's result.
+template <class T>
+Batch forward_checked_against_cpu(Context& gpu, const Batch& batch, Activation activation, double tolerance) {
+  Context cpu;
+  Batch expected = batch.to(cpu, Device::cpu());
+  Batch actual = batch.to(gpu, gpu.device());
+  train(cpu, expected, activation);
+  train(gpu, actual, activation);
+  CHECK(error_over_scale(actual.y.to_vector<T>(gpu), expected.y.to_vector<T>()) < tolerance);
+  CHECK(error_over_scale(actual.saved_mean.to_vector<T>(gpu), expected.saved_mean.to_vector<T>()) < tolerance);
+  CHECK(cumtl_test::max_relative_error(actual.saved_invstd.to_vector<T>(gpu), expected.saved_invstd.to_vector<T>()) <
+        tolerance);
+  CHECK(error_over_scale(actual.running_mean.to_vector<T>(gpu), expected.running_mean.to_vector<T>()) < tolerance);
+  CHECK(cumtl_test::max_relative_error(actual.running_var.to_vector<T>(gpu), expected.running_var.to_vector<T>()) <
+        tolerance);
+  return expected;
+}
+
+// Backward on both devices from the same forward results (so the ReLU masks are the same) and the same dy.
+template <class T>
+void backward_checked_against_cpu(Context& gpu, const Batch& trained, Activation activation, bool with_residual,
+                                  GradientMode mode, double tolerance) {
+  Context cpu;
+  const Shape shape = trained.x.shape();
+  const Tensor dy = random_tensor<T>(shape, 17, -1, 1);
+  Gradients expected = make_gradients<T>(cpu, shape, with_residual, mode);
+  Gradients actual = make_gradients<T>(gpu, shape, with_residual, mode);
+  backward(cpu, dy, trained, activation, expected, mode);
+  const Batch on_gpu = trained.to(gpu, gpu.device());
+  backward(gpu, dy.to(gpu, gpu.device()), on_gpu, activation, actual, mode);
+  CHECK(error_over_scale(actual.dx.to_vector<T>(gpu), expected.dx.to_vector<T>()) < tolerance);
+  CHECK(error_over_scale(actual.dgamma.to_vector<T>(gpu), expected.dgamma.to_vector<T>()) < tolerance);
+  CHECK(error_over_scale(actual.dbeta.to_vector<T>(gpu), expected.dbeta.to_vector<T>()) < tolerance);
+  if (with_residual) CHECK(actual.dresidual.to_vector<T>(gpu) == expected.dresidual.to_vector<T>());
+}
+
+}  // namespace
+
+TEST_SUITE("batchnorm") {
+  TEST_CASE("batchnorm: forward train and backward on the GPU match the CPU twin") {
+    Context gpu(Device::cuda(0));
+    std::uint64_t seed = 1;
+    for (const Shape& spatial : awkward_spatial)
+      for (std::int64_t channels : awkward_channels)
+        for (Activation activation : {Activation::none, Activation::relu})
+          for (bool with_residual : {false, true}) {
+            const Shape shape = nhwc(spatial, channels);
+            CAPTURE(shape);
+            CAPTURE(int(activation));
+            CAPTURE(with_residual);
+            const Batch trained = forward_checked_against_cpu<float>(
+                gpu, random_batch<float>(shape, with_residual, seed += 10), activation, 1e-5);
+            for (GradientMode mode : {GradientMode::overwrite, GradientMode::accumulate}) {
+              CAPTURE(int(mode));
+              backward_checked_against_cpu<float>(gpu, trained, activation, with_residual, mode, 1e-4);
+            }
+          }
+  }
+
+  TEST_CASE("batchnorm: forward eval on the GPU matches the CPU twin") {
+    Context gpu(Device::cuda(0));
+    Context cpu;
+    std::vector<Shape> spatials = awkward_spatial;
+    spatials.push_back(Shape{0, 7, 7});
+    std::uint64_t seed = 1000;
+    for (const Shape& spatial : spatials)
+      for (std::int64_t channels : awkward_channels)
+        for (Activation activation : {Activation::none, Activation::relu})
+          for (bool with_residual : {false, true}) {
+            const Shape shape = nhwc(spatial, channels);
+            CAPTURE(shape);
+            CAPTURE(int(activation));
+            CAPTURE(with_residual);
+            Batch expected = random_batch<float>(shape, with_residual, seed += 10);
+            Batch actual = expected.to(gpu, gpu.device());
+            cumtl::ops::batchnorm_forward_eval(cpu, expected.x, expected.gamma, expected.beta, expected.residual,
+                                               activation, 1e-5, expected.running_mean, expected.running_var,
+                                               expected.y);
+            cumtl::ops::batchnorm_forward_eval(gpu, actual.x, actual.gamma, actual.beta, actual.residual, activation,
+                                               1e-5, actual.running_mean, actual.running_var, actual.y);
+            CHECK(error_over_scale(actual.y.to_vector<float>(gpu), expected.y.to_vector<float>()) < 1e-5);
+            CHECK(actual.running_mean.to_vector<float>(gpu) == expected.running_mean.to_vector<float>());
+            CHECK(actual.running_var.to_vector<float>(gpu) == expected.running_var.to_vector<float>());
+          }
+  }
+
+  TEST_CASE("batchnorm: forward train and backward are deterministic on the GPU") {
+    Context gpu(Device::cuda(0));
+    for (const Shape& shape : {Shape{8, 56, 56, 64}, Shape{2, 7, 7, 130}, Shape{32, 28, 28, 3}}) {
+      CAPTURE(shape);
+      const Batch batch = random_batch<float>(shape, true, 4242);
+      Batch first = batch.to(gpu, gpu.device()), second = batch.to(gpu, gpu.device());
+      train(gpu, first, Activation::relu);
+      train(gpu, second, Activation::relu);
+      CHECK(bit_identical<float>(first.y, second.y, gpu));
+      CHECK(bit_identical<float>(first.saved_mean, second.saved_mean, gpu));
+      CHECK(bit_identical<float>(first.saved_invstd, second.saved_invstd, gpu));
+      CHECK(bit_identical<float>(first.running_mean, second.running_mean, gpu));
+      CHECK(bit_identical<float>(first.running_var, second.running_var, gpu));
+
+      const Tensor dy = random_tensor<float>(shape, 4343, -1, 1).to(gpu, gpu.device());
+      Gradients a = make_gradients<float>(gpu, shape, true, GradientMode::accumulate);
+      Gradients b = make_gradients<float>(gpu, shape, true, GradientMode::accumulate);
+      backward(gpu, dy, first, Activation::relu, a, GradientMode::accumulate);
+      backward(gpu, dy, first, Activation::relu, b, GradientMode::accumulate);
+      CHECK(bit_identical<float>(a.dx, b.dx, gpu));
+      CHECK(bit_identical<float>(a.dresidual, b.dresidual, gpu));
+      CHECK(bit_identical<float>(a.dgamma, b.dgamma, gpu));
+      CHECK(bit_identical<float>(a.dbeta, b.dbeta, gpu));
+    }
+  }
+
+  TEST_CASE("batchnorm: statistics stay sound for a large mean on the GPU") {
+    // Mean 1e4, standard deviation 1e-2 in float: E[x²] − E[x]² in float would lose the whole variance.
+    Context gpu(Device::cuda(0));
+    Context cpu;
+    const Shape shape{16, 32, 32, 5};
+    Batch batch = random_batch<float>(shape, false, 5);
+    cumtl::Generator generator(6);
+    cumtl::ops::normal(cpu, batch.x, generator, 1e4, 1e-2);
+    cumtl::ops::fill(cpu, batch.gamma, 1);
+    cumtl::ops::fill(cpu, batch.beta, 0);
+    Batch actual = batch.to(gpu, gpu.device());
+    cumtl::ops::batchnorm_forward_train(gpu, actual.x, actual.gamma, actual.beta, actual.residual, Activation::none,
+                                        0.1, 1e-12, actual.running_mean, actual.running_var, actual.saved_mean,
+                                        actual.saved_invstd, actual.y);
+    const std::vector<float> y = actual.y.to_vector<float>(gpu);
+    const std::int64_t channels = 5, rows = actual.x.numel() / channels;
+    for (std::int64_t c = 0; c < channels; ++c) {
+      double sum = 0, squares = 0;
+      for (std::int64_t row = 0; row < rows; ++row) sum += y[std::size_t(row * channels + c)];
+      for (std::int64_t row = 0; row < rows; ++row) {
+        const double deviation = y[std::size_t(row * channels + c)] - sum / double(rows);
+        squares += deviation * deviation;
+      }
+      CAPTURE(c);
+      CHECK(std::abs(squares / double(rows) - 1) < 1e-3);
+    }
+    forward_checked_against_cpu<float>(gpu, batch, Activation::none, 1e-5);
+  }
+
+  TEST_CASE("batchnorm: double precision on the GPU matches the CPU twin") {
+    Context gpu(Device::cuda(0));
+    std::uint64_t seed = 77;
+    for (const Shape& shape : {Shape{2, 7, 7, 5}, Shape{8, 14, 14, 130}})
+      for (bool with_residual : {false, true}) {
+        CAPTURE(shape);
+        CAPTURE(with_residual);
+        const Batch trained = forward_checked_against_cpu<double>(
+            gpu, random_batch<double>(shape, with_residual, seed += 10), Activation::relu, 1e-12);
+        backward_checked_against_cpu<double>(gpu, trained, Activation::relu, with_residual, GradientMode::accumulate,
+                                             1e-12);
+      }
+  }
+
+  TEST_CASE("batchnorm: y may be the residual and dresidual may be dy on the GPU") {
+    Context gpu(Device::cuda(0));
+    const Shape shape{4, 9, 9, 130};
+    const Batch batch = random_batch<float>(shape, true, 303);
+    Batch separate = batch.to(gpu, gpu.device()), in_place = batch.to(gpu, gpu.device());
+    in_place.y = in_place.residual;
+    train(gpu, separate, Activation::relu);
+    train(gpu, in_place, Activation::relu);
+    CHECK(bit_identical<float>(in_place.residual, separate.y, gpu));
+
+    const Tensor dy = random_tensor<float>(shape, 304, -1, 1).to(gpu, gpu.device());
+    Gradients expected = make_gradients<float>(gpu, shape, true, GradientMode::overwrite);
+    backward(gpu, dy, separate, Activation::relu, expected, GradientMode::overwrite);
+    Gradients actual = make_gradients<float>(gpu, shape, false, GradientMode::overwrite);
+    actual.dresidual = dy.to(gpu, gpu.device());
+    backward(gpu, actual.dresidual, separate, Activation::relu, actual, GradientMode::overwrite);
+    CHECK(bit_identical<float>(actual.dx, expected.dx, gpu));
+    CHECK(bit_identical<float>(actual.dresidual, expected.dresidual, gpu));
+    CHECK(bit_identical<float>(actual.dgamma, expected.dgamma, gpu));
+  }
+}  // TEST_SUITE
