@@ -20,15 +20,6 @@ using cumtl::ops::DropoutMask;
 
 namespace {
 
-template <class T>
-Tensor random_tensor(const Shape& shape, std::uint64_t seed, double low = -2, double high = 2) {
-  Context cpu;
-  Tensor tensor = Tensor::empty(shape, cumtl::scalar_type_v<T>);
-  Generator generator(seed);
-  cumtl::ops::uniform(cpu, tensor, generator, low, high);
-  return tensor;
-}
-
 // Values 0.01 apart in a shuffled order, none closer than 0.005 to ReLU's kink
 // at 0, so a finite-difference step of 1e-6 stays on one side of it.
 Tensor away_from_zero(const Shape& shape, std::uint64_t seed) {
@@ -46,8 +37,8 @@ Tensor away_from_zero(const Shape& shape, std::uint64_t seed) {
 TEST_SUITE("activation") {
   TEST_CASE_TEMPLATE("activation: relu forward and backward match the formula", T, float, double) {
     Context ctx;
-    const Tensor x = random_tensor<T>(Shape{3, 5, 7, 3}, 1);
-    const Tensor dy = random_tensor<T>(x.shape(), 2);
+    const Tensor x = cumtl_test::random_tensor<T>(Shape{3, 5, 7, 3}, 1);
+    const Tensor dy = cumtl_test::random_tensor<T>(x.shape(), 2);
     Tensor y = Tensor::empty(x.shape(), x.dtype());
     Tensor dx = Tensor::empty(x.shape(), x.dtype());
     cumtl::ops::relu_forward(ctx, x, y);
@@ -59,10 +50,10 @@ TEST_SUITE("activation") {
     }
 
     // In place: y over x, dx over dy.
-    Tensor in_place = random_tensor<T>(x.shape(), 1);
+    Tensor in_place = cumtl_test::random_tensor<T>(x.shape(), 1);
     cumtl::ops::relu_forward(ctx, in_place, in_place);
     CHECK(in_place.to_vector<T>() == y.to_vector<T>());
-    Tensor gradient = random_tensor<T>(x.shape(), 2);
+    Tensor gradient = cumtl_test::random_tensor<T>(x.shape(), 2);
     cumtl::ops::relu_backward(ctx, gradient, y, gradient);
     CHECK(gradient.to_vector<T>() == dx.to_vector<T>());
   }
@@ -129,7 +120,7 @@ TEST_SUITE("activation") {
 
   TEST_CASE("activation: dropout keeps exactly where the Philox uniform is at least p") {
     Context ctx;
-    const Tensor x = random_tensor<float>(Shape{5000}, 3, 0.5, 1.5);  // never 0, so y = 0 means dropped
+    const Tensor x = cumtl_test::random_tensor<float>(Shape{5000}, 3, 0.5, 1.5);  // never 0, so y = 0 means dropped
     Tensor y = Tensor::empty(x.shape(), ScalarType::f32);
     Generator generator(77, 1234);
     const DropoutMask mask = cumtl::ops::dropout_forward(ctx, x, 0.3, generator, y);
@@ -145,7 +136,7 @@ TEST_SUITE("activation") {
 
   TEST_CASE("activation: dropout with the same seed repeats its mask") {
     Context ctx;
-    const Tensor x = random_tensor<float>(Shape{4, 6, 6, 5}, 4);
+    const Tensor x = cumtl_test::random_tensor<float>(Shape{4, 6, 6, 5}, 4);
     Tensor first = Tensor::empty(x.shape(), ScalarType::f32), again = Tensor::empty(x.shape(), ScalarType::f32);
     Generator generator(9), replay(9);
     const DropoutMask first_mask = cumtl::ops::dropout_forward(ctx, x, 0.5, generator, first);
@@ -162,7 +153,7 @@ TEST_SUITE("activation") {
     CHECK(first.to_vector<float>() != again.to_vector<float>());
 
     // In place gives what out of place gave.
-    Tensor in_place = random_tensor<float>(x.shape(), 4);
+    Tensor in_place = cumtl_test::random_tensor<float>(x.shape(), 4);
     Generator third(9);
     cumtl::ops::dropout_forward(ctx, in_place, 0.5, third, in_place);
     CHECK(in_place.to_vector<float>() == first.to_vector<float>());
@@ -178,7 +169,7 @@ TEST_SUITE("activation") {
     Tensor unrelated = Tensor::empty(ones.shape(), ones.dtype());
     cumtl::ops::dropout_forward(ctx, ones, 0.25, generator, unrelated);
 
-    const Tensor dy = random_tensor<T>(ones.shape(), 6);
+    const Tensor dy = cumtl_test::random_tensor<T>(ones.shape(), 6);
     Tensor dx = Tensor::empty(ones.shape(), ones.dtype());
     cumtl::ops::dropout_backward(ctx, dy, mask, dx);
     const T scale = T(1 / 0.75);
@@ -188,32 +179,32 @@ TEST_SUITE("activation") {
     for (std::int64_t i = 0; i < dy.numel(); ++i)
       CHECK(dx.data<T>()[i] == (kept.data<T>()[i] != T(0) ? dy.data<T>()[i] * scale : T(0)));
 
-    Tensor in_place = random_tensor<T>(ones.shape(), 6);
+    Tensor in_place = cumtl_test::random_tensor<T>(ones.shape(), 6);
     cumtl::ops::dropout_backward(ctx, in_place, mask, in_place);
     CHECK(in_place.to_vector<T>() == dx.to_vector<T>());
   }
 
   TEST_CASE("activation: dropout with p = 0 is the identity") {
     Context ctx;
-    const Tensor x = random_tensor<double>(Shape{3, 4, 5, 2}, 7);
+    const Tensor x = cumtl_test::random_tensor<double>(Shape{3, 4, 5, 2}, 7);
     Tensor y = Tensor::empty(x.shape(), ScalarType::f64);
     Generator generator(1);
     const DropoutMask mask = cumtl::ops::dropout_forward(ctx, x, 0.0, generator, y);
     CHECK(y.to_vector<double>() == x.to_vector<double>());
     CHECK(generator.offset() == std::uint64_t(x.numel()));  // counters are taken whatever p
 
-    const Tensor dy = random_tensor<double>(x.shape(), 8);
+    const Tensor dy = cumtl_test::random_tensor<double>(x.shape(), 8);
     Tensor dx = Tensor::empty(x.shape(), ScalarType::f64);
     cumtl::ops::dropout_backward(ctx, dy, mask, dx);
     CHECK(dx.to_vector<double>() == dy.to_vector<double>());
-    Tensor in_place = random_tensor<double>(x.shape(), 7);
+    Tensor in_place = cumtl_test::random_tensor<double>(x.shape(), 7);
     cumtl::ops::dropout_forward(ctx, in_place, 0.0, generator, in_place);
     CHECK(in_place.to_vector<double>() == x.to_vector<double>());
   }
 
   TEST_CASE("gradcheck: dropout") {
     Context ctx;
-    Tensor x = random_tensor<double>(Shape{2, 4, 4, 3}, 12);
+    Tensor x = cumtl_test::random_tensor<double>(Shape{2, 4, 4, 3}, 12);
     const Tensor weights = cumtl_test::loss_weights(x.shape(), 13);
     Tensor y = Tensor::empty(x.shape(), ScalarType::f64);
     // Every evaluation draws from the same generator state, hence the same mask.

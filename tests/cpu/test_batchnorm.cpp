@@ -26,15 +26,6 @@ namespace {
 constexpr double infinity = std::numeric_limits<double>::infinity();
 
 template <class T>
-Tensor random_tensor(const Shape& shape, std::uint64_t seed, double low, double high) {
-  Context cpu;
-  Tensor tensor = Tensor::empty(shape, cumtl::scalar_type_v<T>);
-  cumtl::Generator generator(seed);
-  cumtl::ops::uniform(cpu, tensor, generator, low, high);
-  return tensor;
-}
-
-template <class T>
 Tensor filled(const Shape& shape, double value) {
   Tensor tensor = Tensor::empty(shape, cumtl::scalar_type_v<T>);
   std::fill_n(tensor.data<T>(), tensor.numel(), T(value));
@@ -58,12 +49,12 @@ template <class T>
 Batch random_batch(const Shape& shape, bool with_residual, std::uint64_t seed) {
   const Shape channels{channels_of(shape)};
   Batch batch;
-  batch.x = random_tensor<T>(shape, seed, -2, 3);
-  batch.gamma = random_tensor<T>(channels, seed + 1, 0.5, 1.5);
-  batch.beta = random_tensor<T>(channels, seed + 2, -0.5, 0.5);
-  if (with_residual) batch.residual = random_tensor<T>(shape, seed + 3, -1, 1);
-  batch.running_mean = random_tensor<T>(channels, seed + 4, -0.5, 0.5);
-  batch.running_var = random_tensor<T>(channels, seed + 5, 0.5, 2);
+  batch.x = cumtl_test::random_tensor<T>(shape, seed, -2, 3);
+  batch.gamma = cumtl_test::random_tensor<T>(channels, seed + 1, 0.5, 1.5);
+  batch.beta = cumtl_test::random_tensor<T>(channels, seed + 2, -0.5, 0.5);
+  if (with_residual) batch.residual = cumtl_test::random_tensor<T>(shape, seed + 3, -1, 1);
+  batch.running_mean = cumtl_test::random_tensor<T>(channels, seed + 4, -0.5, 0.5);
+  batch.running_var = cumtl_test::random_tensor<T>(channels, seed + 5, 0.5, 2);
   batch.saved_mean = filled<T>(channels, infinity);
   batch.saved_invstd = filled<T>(channels, infinity);
   batch.y = filled<T>(shape, infinity);
@@ -126,20 +117,6 @@ std::vector<double> eval_formula(const Batch& batch, Activation activation, doub
     y.push_back(activation == Activation::relu ? std::max(pre, 0.0) : pre);
   }
   return y;
-}
-
-// Largest |actual − expected| over the largest |expected|.
-template <class T>
-double error_over_scale(const Tensor& actual, const std::vector<double>& expected) {
-  const std::vector<T> values = actual.to_vector<T>();
-  REQUIRE(values.size() == expected.size());
-  double worst = 0, scale = 0;
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    const double difference = std::abs(double(values[i]) - expected[i]);
-    worst = std::isnan(difference) ? infinity : std::max(worst, difference);
-    scale = std::max(scale, std::abs(expected[i]));
-  }
-  return scale == 0 ? worst : worst / scale;
 }
 
 template <class T>
@@ -239,15 +216,15 @@ TEST_SUITE("batchnorm") {
           Batch batch = random_batch<T>(shape, with_residual, seed += 10);
           const Expected expected = train_formula<T>(batch, activation, 0.1, 1e-5);
           train(batch, activation, 0.1, 1e-5);
-          CHECK(error_over_scale<T>(batch.y, expected.y) < tolerance<T>());
+          CHECK(cumtl_test::error_over_scale(batch.y, expected.y) < tolerance<T>());
           CHECK(cumtl_test::max_relative_error(batch.saved_mean.to_vector<T>(),
                                                std::vector<T>(expected.mean.begin(), expected.mean.end()),
                                                1e-3) < tolerance<T>());
           CHECK(cumtl_test::max_relative_error(batch.saved_invstd.to_vector<T>(),
                                                std::vector<T>(expected.invstd.begin(), expected.invstd.end())) <
                 tolerance<T>());
-          CHECK(error_over_scale<T>(batch.running_mean, expected.running_mean) < tolerance<T>());
-          CHECK(error_over_scale<T>(batch.running_var, expected.running_var) < tolerance<T>());
+          CHECK(cumtl_test::error_over_scale(batch.running_mean, expected.running_mean) < tolerance<T>());
+          CHECK(cumtl_test::error_over_scale(batch.running_var, expected.running_var) < tolerance<T>());
           if (activation == Activation::relu) {
             const std::vector<T> y = batch.y.to_vector<T>();
             CHECK(*std::min_element(y.begin(), y.end()) == T(0));
@@ -311,15 +288,15 @@ TEST_SUITE("batchnorm") {
           Context cpu;
           cumtl::ops::batchnorm_forward_eval(cpu, batch.x, batch.gamma, batch.beta, batch.residual, activation, 1e-3,
                                              batch.running_mean, batch.running_var, batch.y);
-          CHECK(error_over_scale<T>(batch.y, expected) < tolerance<T>());
+          CHECK(cumtl_test::error_over_scale(batch.y, expected) < tolerance<T>());
           CHECK(batch.running_mean.to_vector<T>() == running_mean);
           CHECK(batch.running_var.to_vector<T>() == running_var);
 
           // Training on the same batch normalizes with the batch's own statistics instead.
           const Expected trained = train_formula<T>(batch, activation, 0.1, 1e-3);
           train(batch, activation, 0.1, 1e-3);
-          CHECK(error_over_scale<T>(batch.y, trained.y) < tolerance<T>());
-          CHECK(error_over_scale<T>(batch.y, expected) > 1e-3);
+          CHECK(cumtl_test::error_over_scale(batch.y, trained.y) < tolerance<T>());
+          CHECK(cumtl_test::error_over_scale(batch.y, expected) > 1e-3);
         }
 
     // One sample of 1×1 has no variance to train on, but evaluation needs none.
@@ -327,7 +304,7 @@ TEST_SUITE("batchnorm") {
     Context cpu;
     cumtl::ops::batchnorm_forward_eval(cpu, single.x, single.gamma, single.beta, single.residual, Activation::relu,
                                        1e-5, single.running_mean, single.running_var, single.y);
-    CHECK(error_over_scale<T>(single.y, eval_formula<T>(single, Activation::relu, 1e-5)) < tolerance<T>());
+    CHECK(cumtl_test::error_over_scale(single.y, eval_formula<T>(single, Activation::relu, 1e-5)) < tolerance<T>());
 
     // An empty batch evaluates to nothing.
     Batch empty = random_batch<T>(Shape{0, 3, 3, 4}, true, 8);
@@ -402,7 +379,7 @@ TEST_SUITE("batchnorm") {
     train(in_place, Activation::relu, 0.1, 1e-5);
     CHECK(in_place.y.to_vector<float>() == batch.y.to_vector<float>());
 
-    const Tensor dy = random_tensor<float>(shape, 78, -1, 1);
+    const Tensor dy = cumtl_test::random_tensor<float>(shape, 78, -1, 1);
     Tensor dx = Tensor::empty(shape, ScalarType::f32), dresidual = Tensor::empty(shape, ScalarType::f32);
     Tensor dgamma = Tensor::empty(Shape{5}, ScalarType::f32), dbeta = Tensor::empty(Shape{5}, ScalarType::f32);
     cumtl::ops::batchnorm_backward(cpu, dy, batch.x, batch.y, batch.gamma, batch.saved_mean, batch.saved_invstd,
@@ -500,7 +477,7 @@ TEST_SUITE("batchnorm") {
     // Backward.
     train(batch, Activation::relu, 0.1, 1e-5);
     constexpr const char* backward = "ops::batchnorm_backward";
-    Tensor dy = random_tensor<float>(shape, 33, -1, 1);
+    Tensor dy = cumtl_test::random_tensor<float>(shape, 33, -1, 1);
     Tensor dx = Tensor::empty(shape, ScalarType::f32), dresidual = Tensor::empty(shape, ScalarType::f32);
     Tensor dgamma = Tensor::empty(Shape{5}, ScalarType::f32), dbeta = Tensor::empty(Shape{5}, ScalarType::f32);
     CHECK_ERROR_WITH(

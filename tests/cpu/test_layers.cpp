@@ -15,15 +15,6 @@ using cumtl::Tensor;
 
 namespace {
 
-template <class T>
-Tensor random_tensor(const Shape& shape, std::uint64_t seed, double low = -1, double high = 1) {
-  Context cpu;
-  Tensor tensor = Tensor::empty(shape, cumtl::scalar_type_v<T>);
-  Generator generator(seed);
-  cumtl::ops::uniform(cpu, tensor, generator, low, high);
-  return tensor;
-}
-
 // y[n, p, q, k] = Σ_{r, s, c} x[n, p·stride − pad + r·dil, q·stride − pad + s·dil, c] · w[k, r, s, c]
 std::vector<double> direct_convolution(const Tensor& x, const Tensor& w, const cumtl::ConvShape& shape) {
   std::vector<double> y;
@@ -64,9 +55,19 @@ const std::vector<ConvCase> conv_cases{
 };
 
 cumtl::ConvShape shape_of(const ConvCase& c) {
-  return {.n = c.n, .h = c.h, .w = c.w, .c = c.c, .k = c.k, .r = c.options.kernel, .s = c.options.kernel,
-          .pad_h = c.options.padding, .pad_w = c.options.padding, .stride_h = c.options.stride,
-          .stride_w = c.options.stride, .dilation_h = c.options.dilation, .dilation_w = c.options.dilation};
+  return {.n = c.n,
+          .h = c.h,
+          .w = c.w,
+          .c = c.c,
+          .k = c.k,
+          .r = c.options.kernel,
+          .s = c.options.kernel,
+          .pad_h = c.options.padding,
+          .pad_w = c.options.padding,
+          .stride_h = c.options.stride,
+          .stride_w = c.options.stride,
+          .dilation_h = c.options.dilation,
+          .dilation_w = c.options.dilation};
 }
 
 }  // namespace
@@ -83,7 +84,7 @@ TEST_SUITE("layers") {
       Generator generator(3);
       conv.initialize(ctx, generator);
       if (test.options.bias) cumtl::ops::uniform(ctx, store.parameter("conv.bias").value, generator, -1, 1);
-      const Tensor x = random_tensor<double>(Shape{test.n, test.h, test.w, test.c}, 4);
+      const Tensor x = cumtl_test::random_tensor<double>(Shape{test.n, test.h, test.w, test.c}, 4);
       const Tensor y = conv.forward(ctx, x);
       CHECK(y.shape() == Shape{shape.n, shape.out_h(), shape.out_w(), shape.k});
       std::vector<double> expected = direct_convolution(x, conv.weight().value, shape);
@@ -104,7 +105,7 @@ TEST_SUITE("layers") {
       store.allocate(ctx, ScalarType::f64);
       Generator generator(5);
       conv.initialize(ctx, generator);
-      Tensor x = random_tensor<double>(Shape{test.n, test.h, test.w, test.c}, 6);
+      Tensor x = cumtl_test::random_tensor<double>(Shape{test.n, test.h, test.w, test.c}, 6);
       const Tensor r = cumtl_test::loss_weights(conv.forward(ctx, x).shape(), 7);
       const auto loss = [&] { return cumtl_test::weighted_sum(conv.forward(ctx, x), r); };
 
@@ -137,7 +138,7 @@ TEST_SUITE("layers") {
     store.allocate(ctx, ScalarType::f64);
     Generator generator(8);
     linear.initialize(ctx, generator);
-    Tensor x = random_tensor<double>(Shape{4, 5}, 9);
+    Tensor x = cumtl_test::random_tensor<double>(Shape{4, 5}, 9);
     const Tensor y = linear.forward(ctx, x);
     // y = x·Wᵀ + b, by hand for one element.
     const double* xd = x.data<double>();
@@ -170,8 +171,8 @@ TEST_SUITE("layers") {
     cumtl::Conv2d<float> conv(store, "layer1.0.conv1", 8, 8, {.kernel = 3, .padding = 1});
     cumtl::Linear<float> linear(store, "heads.emotion", 16, 7);
     store.allocate(ctx, ScalarType::f32);
-    CHECK_ERROR_WITH(conv.forward(ctx, Tensor::zeros(Shape{2, 5, 5, 3}, ScalarType::f32)),
-                     "Conv2d 'layer1.0.conv1'", "float32[2, 5, 5, 3]", "expected float32[N, H, W, 8]");
+    CHECK_ERROR_WITH(conv.forward(ctx, Tensor::zeros(Shape{2, 5, 5, 3}, ScalarType::f32)), "Conv2d 'layer1.0.conv1'",
+                     "float32[2, 5, 5, 3]", "expected float32[N, H, W, 8]");
     CHECK_ERROR_WITH(conv.forward(ctx, Tensor::zeros(Shape{2, 5, 8}, ScalarType::f32)), "Conv2d 'layer1.0.conv1'",
                      "float32[2, 5, 8]");
     CHECK_ERROR_WITH(conv.forward(ctx, Tensor::zeros(Shape{0, 5, 5, 8}, ScalarType::f32)), "empty");

@@ -76,8 +76,8 @@ TEST_SUITE("models") {
   TEST_CASE("gradcheck: resnet") {
     // A whole multi-head model and the selective loss: every parameter's gradient.
     Context ctx;
-    const cumtl::ResNetSpec spec{.blocks = {1, 1, 1}, .widths = {2, 3, 4}, .stem = cumtl::StemKind::small,
-                                 .stem_width = 2};
+    const cumtl::ResNetSpec spec{
+        .blocks = {1, 1, 1}, .widths = {2, 3, 4}, .stem = cumtl::StemKind::small, .stem_width = 2};
     const std::vector<cumtl::HeadSpec> heads{{.name = "emotion", .kind = cumtl::HeadKind::softmax, .outputs = 3},
                                              {.name = "au", .kind = cumtl::HeadKind::sigmoid, .outputs = 2}};
     cumtl::MultiHeadModel<double> model(spec, heads);

@@ -39,15 +39,6 @@ Shape pooled(const PoolCase& c) {
   return Shape{c.x[0], c.pool.out_h(c.x[1]), c.pool.out_w(c.x[2]), c.x[3]};
 }
 
-template <class T>
-Tensor random_tensor(const Shape& shape, std::uint64_t seed) {
-  Context cpu;
-  Tensor tensor = Tensor::empty(shape, cumtl::scalar_type_v<T>);
-  Generator generator(seed);
-  cumtl::ops::uniform(cpu, tensor, generator, -2, 2);
-  return tensor;
-}
-
 // Values 0.01 apart in a shuffled order: no ties, and a finite-difference step
 // of 1e-6 never changes which element is a window's maximum.
 Tensor distinct_values(const Shape& shape, std::uint64_t seed) {
@@ -149,7 +140,7 @@ TEST_SUITE("pooling") {
     for (const PoolCase& c : pool_cases) {
       CAPTURE(c.x);
       CAPTURE(cumtl::detail::pooling::describe(c.pool));
-      const Tensor x = random_tensor<T>(c.x, seed++);
+      const Tensor x = cumtl_test::random_tensor<T>(c.x, seed++);
       Tensor y = Tensor::empty(pooled(c), cumtl::scalar_type_v<T>);
       Tensor argmax = Tensor::empty(pooled(c), ScalarType::i32);
       cumtl::ops::max_pool2d_forward(ctx, x, c.pool, y, argmax);
@@ -208,11 +199,11 @@ TEST_SUITE("pooling") {
     for (const PoolCase& c : pool_cases) {
       CAPTURE(c.x);
       CAPTURE(cumtl::detail::pooling::describe(c.pool));
-      const Tensor x = random_tensor<T>(c.x, seed++);
+      const Tensor x = cumtl_test::random_tensor<T>(c.x, seed++);
       Tensor y = Tensor::empty(pooled(c), cumtl::scalar_type_v<T>);
       Tensor argmax = Tensor::empty(pooled(c), ScalarType::i32);
       cumtl::ops::max_pool2d_forward(ctx, x, c.pool, y, argmax);
-      const Tensor dy = random_tensor<T>(pooled(c), seed++);
+      const Tensor dy = cumtl_test::random_tensor<T>(pooled(c), seed++);
       Tensor dx = Tensor::empty(c.x, cumtl::scalar_type_v<T>);
       cumtl::ops::max_pool2d_backward(ctx, dy, argmax, c.pool, dx);
 
@@ -233,7 +224,7 @@ TEST_SUITE("pooling") {
     for (const PoolCase& c : pool_cases) {
       CAPTURE(c.x);
       CAPTURE(cumtl::detail::pooling::describe(c.pool));
-      const Tensor x = random_tensor<T>(c.x, seed++);
+      const Tensor x = cumtl_test::random_tensor<T>(c.x, seed++);
       Tensor y = Tensor::empty(pooled(c), cumtl::scalar_type_v<T>);
       cumtl::ops::avg_pool2d_forward(ctx, x, c.pool, y);
       check_close(y.to_vector<T>(), direct_avg_pool<T>(x, c.pool));
@@ -255,7 +246,7 @@ TEST_SUITE("pooling") {
     for (const PoolCase& c : pool_cases) {
       CAPTURE(c.x);
       CAPTURE(cumtl::detail::pooling::describe(c.pool));
-      const Tensor dy = random_tensor<T>(pooled(c), seed++);
+      const Tensor dy = cumtl_test::random_tensor<T>(pooled(c), seed++);
       Tensor dx = Tensor::empty(c.x, cumtl::scalar_type_v<T>);
       cumtl::ops::avg_pool2d_backward(ctx, dy, c.pool, dx);
 
@@ -282,7 +273,7 @@ TEST_SUITE("pooling") {
     Context ctx;
     for (const Shape& shape : {Shape{2, 7, 7, 5}, Shape{1, 1, 1, 3}, Shape{3, 4, 9, 1}}) {
       CAPTURE(shape);
-      const Tensor x = random_tensor<T>(shape, std::uint64_t(shape[3]));
+      const Tensor x = cumtl_test::random_tensor<T>(shape, std::uint64_t(shape[3]));
       Tensor y = Tensor::empty(Shape{shape[0], shape[3]}, cumtl::scalar_type_v<T>);
       cumtl::ops::global_avg_pool_forward(ctx, x, y);
       std::vector<T> expected;
@@ -295,7 +286,7 @@ TEST_SUITE("pooling") {
         }
       check_close(y.to_vector<T>(), expected);
 
-      const Tensor dy = random_tensor<T>(y.shape(), 99);
+      const Tensor dy = cumtl_test::random_tensor<T>(y.shape(), 99);
       Tensor dx = Tensor::empty(shape, cumtl::scalar_type_v<T>);
       cumtl::ops::global_avg_pool_backward(ctx, dy, dx);
       std::vector<T> spread;
@@ -351,7 +342,7 @@ TEST_SUITE("pooling") {
     for (const PoolCase& c : pool_cases) {
       CAPTURE(c.x);
       CAPTURE(cumtl::detail::pooling::describe(c.pool));
-      Tensor x = random_tensor<double>(c.x, seed++);
+      Tensor x = cumtl_test::random_tensor<double>(c.x, seed++);
       const Tensor weights = cumtl_test::loss_weights(pooled(c), seed++);
       Tensor y = Tensor::empty(pooled(c), ScalarType::f64);
       const auto loss = [&] {
@@ -370,7 +361,7 @@ TEST_SUITE("pooling") {
     Context ctx;
     for (const Shape& shape : {Shape{2, 3, 5, 4}, Shape{1, 1, 1, 3}, Shape{3, 2, 2, 1}}) {
       CAPTURE(shape);
-      Tensor x = random_tensor<double>(shape, 300);
+      Tensor x = cumtl_test::random_tensor<double>(shape, 300);
       const Tensor weights = cumtl_test::loss_weights(Shape{shape[0], shape[3]}, 301);
       Tensor y = Tensor::empty(weights.shape(), ScalarType::f64);
       const auto loss = [&] {

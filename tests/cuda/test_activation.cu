@@ -28,15 +28,6 @@ const std::vector<Shape> awkward_shapes{Shape{0},
                                         Shape{(1 << 20) + 3},
                                         Shape{4, 112, 112, 64}};
 
-template <class T>
-Tensor random_cpu_tensor(const Shape& shape, std::uint64_t seed) {
-  Context cpu;
-  Tensor tensor = Tensor::empty(shape, cumtl::scalar_type_v<T>);
-  Generator generator(seed);
-  cumtl::ops::uniform(cpu, tensor, generator, -2, 2);
-  return tensor;
-}
-
 }  // namespace
 
 TEST_SUITE("activation") {
@@ -46,7 +37,7 @@ TEST_SUITE("activation") {
     std::uint64_t seed = 1;
     for (const Shape& shape : awkward_shapes) {
       CAPTURE(shape);
-      const Tensor x = random_cpu_tensor<T>(shape, seed++), dy = random_cpu_tensor<T>(shape, seed++);
+      const Tensor x = cumtl_test::random_tensor<T>(shape, seed++), dy = cumtl_test::random_tensor<T>(shape, seed++);
       Tensor y = Tensor::empty(shape, x.dtype()), dx = Tensor::empty(shape, x.dtype());
       cumtl::ops::relu_forward(cpu, x, y);
       cumtl::ops::relu_backward(cpu, dy, y, dx);
@@ -75,7 +66,7 @@ TEST_SUITE("activation") {
       for (double p : {0.0, 0.1, 0.5, 0.9}) {
         CAPTURE(shape);
         CAPTURE(p);
-        const Tensor x = random_cpu_tensor<T>(shape, seed++), dy = random_cpu_tensor<T>(shape, seed++);
+        const Tensor x = cumtl_test::random_tensor<T>(shape, seed++), dy = cumtl_test::random_tensor<T>(shape, seed++);
         Generator cpu_generator(1234, 99), gpu_generator(1234, 99);
         Tensor y = Tensor::empty(shape, x.dtype()), dx = Tensor::empty(shape, x.dtype());
         const DropoutMask cpu_mask = cumtl::ops::dropout_forward(cpu, x, p, cpu_generator, y);
@@ -96,7 +87,7 @@ TEST_SUITE("activation") {
 
   TEST_CASE("activation: in-place dropout on the GPU equals out of place") {
     Context gpu(Device::cuda(0));
-    const Tensor x = random_cpu_tensor<float>(Shape{3, 17, 19, 5}, 7).to(gpu, gpu.device());
+    const Tensor x = cumtl_test::random_tensor<float>(Shape{3, 17, 19, 5}, 7).to(gpu, gpu.device());
     Tensor y = Tensor::empty(gpu, x.shape(), ScalarType::f32);
     Generator generator(8), replay(8);
     const DropoutMask mask = cumtl::ops::dropout_forward(gpu, x, 0.3, generator, y);

@@ -24,15 +24,6 @@ using cumtl::Tensor;
 namespace {
 
 template <class T>
-Tensor random_tensor(const Shape& shape, std::uint64_t seed, double low, double high) {
-  Context cpu;
-  Tensor tensor = Tensor::empty(shape, cumtl::scalar_type_v<T>);
-  cumtl::Generator generator(seed);
-  cumtl::ops::uniform(cpu, tensor, generator, low, high);
-  return tensor;
-}
-
-template <class T>
 Tensor filled(Context& ctx, const Shape& shape, double value) {
   Tensor tensor = Tensor::empty(ctx, shape, cumtl::scalar_type_v<T>);
   cumtl::ops::fill(ctx, tensor, value);
@@ -41,20 +32,6 @@ Tensor filled(Context& ctx, const Shape& shape, double value) {
 
 Tensor defined_or_none(const Tensor& tensor, Context& ctx, Device device) {
   return tensor.defined() ? tensor.to(ctx, device) : Tensor();
-}
-
-// Largest |a − b| over the largest |b|: normalized outputs and gradients are
-// O(1) and may cross zero, where an elementwise relative error means nothing.
-template <class T>
-double error_over_scale(const std::vector<T>& a, const std::vector<T>& b) {
-  REQUIRE(a.size() == b.size());
-  double worst = 0, scale = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const double difference = std::abs(double(a[i]) - double(b[i]));
-    worst = std::isnan(difference) ? std::numeric_limits<double>::infinity() : std::max(worst, difference);
-    scale = std::max(scale, std::abs(double(b[i])));
-  }
-  return scale == 0 ? worst : worst / scale;
 }
 
 template <class T>
@@ -85,12 +62,12 @@ Batch random_batch(const Shape& shape, bool with_residual, std::uint64_t seed) {
   Context cpu;
   const Shape channels{shape[shape.rank() - 1]};
   Batch batch;
-  batch.x = random_tensor<T>(shape, seed, -2, 3);
-  batch.gamma = random_tensor<T>(channels, seed + 1, 0.5, 1.5);
-  batch.beta = random_tensor<T>(channels, seed + 2, -0.5, 0.5);
-  if (with_residual) batch.residual = random_tensor<T>(shape, seed + 3, -1, 1);
-  batch.running_mean = random_tensor<T>(channels, seed + 4, -0.5, 0.5);
-  batch.running_var = random_tensor<T>(channels, seed + 5, 0.5, 2);
+  batch.x = cumtl_test::random_tensor<T>(shape, seed, -2, 3);
+  batch.gamma = cumtl_test::random_tensor<T>(channels, seed + 1, 0.5, 1.5);
+  batch.beta = cumtl_test::random_tensor<T>(channels, seed + 2, -0.5, 0.5);
+  if (with_residual) batch.residual = cumtl_test::random_tensor<T>(shape, seed + 3, -1, 1);
+  batch.running_mean = cumtl_test::random_tensor<T>(channels, seed + 4, -0.5, 0.5);
+  batch.running_var = cumtl_test::random_tensor<T>(channels, seed + 5, 0.5, 2);
   batch.saved_mean = filled<T>(cpu, channels, std::numeric_limits<double>::infinity());
   batch.saved_invstd = filled<T>(cpu, channels, std::numeric_limits<double>::infinity());
   batch.y = filled<T>(cpu, shape, std::numeric_limits<double>::infinity());
@@ -115,8 +92,8 @@ Gradients make_gradients(Context& ctx, const Shape& shape, bool with_residual, G
   Gradients gradients{filled<T>(ctx, shape, inf), with_residual ? filled<T>(ctx, shape, inf) : Tensor(),
                       filled<T>(ctx, channels, inf), filled<T>(ctx, channels, inf)};
   if (mode == GradientMode::accumulate) {
-    gradients.dgamma = random_tensor<T>(channels, 91, -1, 1).to(ctx, ctx.device());
-    gradients.dbeta = random_tensor<T>(channels, 92, -1, 1).to(ctx, ctx.device());
+    gradients.dgamma = cumtl_test::random_tensor<T>(channels, 91, -1, 1).to(ctx, ctx.device());
+    gradients.dbeta = cumtl_test::random_tensor<T>(channels, 92, -1, 1).to(ctx, ctx.device());
   }
   return gradients;
 }
@@ -143,11 +120,13 @@ Batch forward_checked_against_cpu(Context& gpu, const Batch& batch, Activation a
   Batch actual = batch.to(gpu, gpu.device());
   train(cpu, expected, activation);
   train(gpu, actual, activation);
-  CHECK(error_over_scale(actual.y.to_vector<T>(gpu), expected.y.to_vector<T>()) < tolerance);
-  CHECK(error_over_scale(actual.saved_mean.to_vector<T>(gpu), expected.saved_mean.to_vector<T>()) < tolerance);
+  CHECK(cumtl_test::error_over_scale(actual.y.to_vector<T>(gpu), expected.y.to_vector<T>()) < tolerance);
+  CHECK(cumtl_test::error_over_scale(actual.saved_mean.to_vector<T>(gpu), expected.saved_mean.to_vector<T>()) <
+        tolerance);
   CHECK(cumtl_test::max_relative_error(actual.saved_invstd.to_vector<T>(gpu), expected.saved_invstd.to_vector<T>()) <
         tolerance);
-  CHECK(error_over_scale(actual.running_mean.to_vector<T>(gpu), expected.running_mean.to_vector<T>()) < tolerance);
+  CHECK(cumtl_test::error_over_scale(actual.running_mean.to_vector<T>(gpu), expected.running_mean.to_vector<T>()) <
+        tolerance);
   CHECK(cumtl_test::max_relative_error(actual.running_var.to_vector<T>(gpu), expected.running_var.to_vector<T>()) <
         tolerance);
   return expected;
@@ -159,15 +138,15 @@ void backward_checked_against_cpu(Context& gpu, const Batch& trained, Activation
                                   GradientMode mode, double tolerance) {
   Context cpu;
   const Shape shape = trained.x.shape();
-  const Tensor dy = random_tensor<T>(shape, 17, -1, 1);
+  const Tensor dy = cumtl_test::random_tensor<T>(shape, 17, -1, 1);
   Gradients expected = make_gradients<T>(cpu, shape, with_residual, mode);
   Gradients actual = make_gradients<T>(gpu, shape, with_residual, mode);
   backward(cpu, dy, trained, activation, expected, mode);
   const Batch on_gpu = trained.to(gpu, gpu.device());
   backward(gpu, dy.to(gpu, gpu.device()), on_gpu, activation, actual, mode);
-  CHECK(error_over_scale(actual.dx.to_vector<T>(gpu), expected.dx.to_vector<T>()) < tolerance);
-  CHECK(error_over_scale(actual.dgamma.to_vector<T>(gpu), expected.dgamma.to_vector<T>()) < tolerance);
-  CHECK(error_over_scale(actual.dbeta.to_vector<T>(gpu), expected.dbeta.to_vector<T>()) < tolerance);
+  CHECK(cumtl_test::error_over_scale(actual.dx.to_vector<T>(gpu), expected.dx.to_vector<T>()) < tolerance);
+  CHECK(cumtl_test::error_over_scale(actual.dgamma.to_vector<T>(gpu), expected.dgamma.to_vector<T>()) < tolerance);
+  CHECK(cumtl_test::error_over_scale(actual.dbeta.to_vector<T>(gpu), expected.dbeta.to_vector<T>()) < tolerance);
   if (with_residual) CHECK(actual.dresidual.to_vector<T>(gpu) == expected.dresidual.to_vector<T>());
 }
 
@@ -215,7 +194,7 @@ TEST_SUITE("batchnorm") {
                                                expected.y);
             cumtl::ops::batchnorm_forward_eval(gpu, actual.x, actual.gamma, actual.beta, actual.residual, activation,
                                                1e-5, actual.running_mean, actual.running_var, actual.y);
-            CHECK(error_over_scale(actual.y.to_vector<float>(gpu), expected.y.to_vector<float>()) < 1e-5);
+            CHECK(cumtl_test::error_over_scale(actual.y.to_vector<float>(gpu), expected.y.to_vector<float>()) < 1e-5);
             CHECK(actual.running_mean.to_vector<float>(gpu) == expected.running_mean.to_vector<float>());
             CHECK(actual.running_var.to_vector<float>(gpu) == expected.running_var.to_vector<float>());
           }
@@ -235,7 +214,7 @@ TEST_SUITE("batchnorm") {
       CHECK(bit_identical<float>(first.running_mean, second.running_mean, gpu));
       CHECK(bit_identical<float>(first.running_var, second.running_var, gpu));
 
-      const Tensor dy = random_tensor<float>(shape, 4343, -1, 1).to(gpu, gpu.device());
+      const Tensor dy = cumtl_test::random_tensor<float>(shape, 4343, -1, 1).to(gpu, gpu.device());
       Gradients a = make_gradients<float>(gpu, shape, true, GradientMode::accumulate);
       Gradients b = make_gradients<float>(gpu, shape, true, GradientMode::accumulate);
       backward(gpu, dy, first, Activation::relu, a, GradientMode::accumulate);
@@ -300,7 +279,7 @@ TEST_SUITE("batchnorm") {
     train(gpu, in_place, Activation::relu);
     CHECK(bit_identical<float>(in_place.residual, separate.y, gpu));
 
-    const Tensor dy = random_tensor<float>(shape, 304, -1, 1).to(gpu, gpu.device());
+    const Tensor dy = cumtl_test::random_tensor<float>(shape, 304, -1, 1).to(gpu, gpu.device());
     Gradients expected = make_gradients<float>(gpu, shape, true, GradientMode::overwrite);
     backward(gpu, dy, separate, Activation::relu, expected, GradientMode::overwrite);
     Gradients actual = make_gradients<float>(gpu, shape, false, GradientMode::overwrite);

@@ -151,19 +151,6 @@ std::vector<float> gpu_conv(Context& ctx, ConvDirection direction, const ConvSha
   return result;
 }
 
-// Largest |gpu - expected| over the largest |expected|.
-double error_over_scale(const std::vector<float>& gpu, const std::vector<double>& expected) {
-  REQUIRE(gpu.size() == expected.size());
-  double worst = 0, scale = 0;
-  for (std::size_t i = 0; i < gpu.size(); ++i) {
-    const double difference = std::abs(double(gpu[i]) - expected[i]);
-    if (std::isnan(difference)) return INFINITY;
-    worst = std::max(worst, difference);
-    scale = std::max(scale, std::abs(expected[i]));
-  }
-  return scale == 0 ? worst : worst / scale;
-}
-
 // Odd sizes, the RGB stem's geometry and a 3x3 body convolution, thin and wide channels.
 std::vector<ConvShape> test_shapes() {
   std::vector<ConvShape> shapes;
@@ -217,9 +204,11 @@ TEST_SUITE("cudnn") {
         const Inputs in = random_inputs(direction, shape, seed += 2);
         const std::vector<double> expected = direct_conv(direction, shape, in);
         const std::vector<float> zeros(expected.size(), 0.0f);
-        const double strict_error = error_over_scale(gpu_conv(ctx, direction, shape, strict_fp32, in, zeros), expected);
+        const double strict_error =
+            cumtl_test::error_over_scale(gpu_conv(ctx, direction, shape, strict_fp32, in, zeros), expected);
         CHECK(strict_error <= fp32_tolerance);
-        const double tf32_error = error_over_scale(gpu_conv(ctx, direction, shape, tf32, in, zeros), expected);
+        const double tf32_error =
+            cumtl_test::error_over_scale(gpu_conv(ctx, direction, shape, tf32, in, zeros), expected);
         CHECK(tf32_error <= tf32_tolerance);
       }
     }
@@ -235,8 +224,8 @@ TEST_SUITE("cudnn") {
         const std::vector<float> initial = random_values(output_count(direction, shape), 9);
         std::vector<double> expected = direct_conv(direction, shape, in);
         for (std::size_t i = 0; i < expected.size(); ++i) expected[i] = 0.5 * expected[i] + double(initial[i]);
-        CHECK(error_over_scale(gpu_conv(ctx, direction, shape, strict_fp32, in, initial, 0.5f, 1.0f), expected) <=
-              fp32_tolerance);
+        CHECK(cumtl_test::error_over_scale(gpu_conv(ctx, direction, shape, strict_fp32, in, initial, 0.5f, 1.0f),
+                                           expected) <= fp32_tolerance);
       }
     }
   }
@@ -270,9 +259,10 @@ TEST_SUITE("cudnn") {
       const Inputs in = random_inputs(direction, shape, 31);
       const std::vector<double> expected = direct_conv(direction, shape, in);
       const std::vector<float> zeros(expected.size(), 0.0f);
-      CHECK(error_over_scale(gpu_conv(ctx, direction, shape, strict_fp32, in, zeros, 1, 0, 1), expected) <=
+      CHECK(cumtl_test::error_over_scale(gpu_conv(ctx, direction, shape, strict_fp32, in, zeros, 1, 0, 1), expected) <=
             fp32_tolerance);
-      CHECK(error_over_scale(gpu_conv(ctx, direction, shape, tf32, in, zeros, 1, 0, 1), expected) <= tf32_tolerance);
+      CHECK(cumtl_test::error_over_scale(gpu_conv(ctx, direction, shape, tf32, in, zeros, 1, 0, 1), expected) <=
+            tf32_tolerance);
     }
   }
 

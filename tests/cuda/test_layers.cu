@@ -16,17 +16,6 @@ using cumtl::Tensor;
 
 namespace {
 
-// Largest |a − b| over the largest |b|.
-double error_over_scale(const std::vector<float>& a, const std::vector<float>& b) {
-  REQUIRE(a.size() == b.size());
-  double worst = 0, scale = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    worst = std::max(worst, std::abs(double(a[i]) - double(b[i])));
-    scale = std::max(scale, std::abs(double(b[i])));
-  }
-  return scale == 0 ? worst : worst / scale;
-}
-
 Tensor random_on(Context& ctx, const Shape& shape, std::uint64_t seed) {
   Tensor tensor = Tensor::empty(ctx, shape, ScalarType::f32);
   Generator generator(seed);
@@ -51,15 +40,14 @@ TEST_SUITE("layers") {
       Tensor y_gpu = y.to(gpu, gpu.device()), dx_gpu = dx.to(gpu, gpu.device());
       Tensor dw_gpu = dw.to(gpu, gpu.device()), db_gpu = db.to(gpu, gpu.device());
       cumtl::ops::linear_forward(cpu, x, w, b, y);
-      cumtl::ops::linear_forward(gpu, x.to(gpu, gpu.device()), w.to(gpu, gpu.device()), b.to(gpu, gpu.device()),
-                                 y_gpu);
-      CHECK(error_over_scale(y_gpu.to_vector<float>(gpu), y.to_vector<float>()) < 1e-5);
+      cumtl::ops::linear_forward(gpu, x.to(gpu, gpu.device()), w.to(gpu, gpu.device()), b.to(gpu, gpu.device()), y_gpu);
+      CHECK(cumtl_test::error_over_scale(y_gpu.to_vector<float>(gpu), y.to_vector<float>()) < 1e-5);
       cumtl::ops::linear_backward(cpu, dy, x, w, dx, dw, db, GradientMode::accumulate);
       cumtl::ops::linear_backward(gpu, dy.to(gpu, gpu.device()), x.to(gpu, gpu.device()), w.to(gpu, gpu.device()),
                                   dx_gpu, dw_gpu, db_gpu, GradientMode::accumulate);
-      CHECK(error_over_scale(dx_gpu.to_vector<float>(gpu), dx.to_vector<float>()) < 1e-5);
-      CHECK(error_over_scale(dw_gpu.to_vector<float>(gpu), dw.to_vector<float>()) < 1e-5);
-      CHECK(error_over_scale(db_gpu.to_vector<float>(gpu), db.to_vector<float>()) < 1e-5);
+      CHECK(cumtl_test::error_over_scale(dx_gpu.to_vector<float>(gpu), dx.to_vector<float>()) < 1e-5);
+      CHECK(cumtl_test::error_over_scale(dw_gpu.to_vector<float>(gpu), dw.to_vector<float>()) < 1e-5);
+      CHECK(cumtl_test::error_over_scale(db_gpu.to_vector<float>(gpu), db.to_vector<float>()) < 1e-5);
     }
   }
 
@@ -76,25 +64,25 @@ TEST_SUITE("layers") {
     on_cpu.initialize(cpu, cpu_generator);
     on_gpu.initialize(gpu, gpu_generator);
     // The same seed gives the same network on both devices (normal draws within a rounding).
-    CHECK(error_over_scale(on_gpu.parameters().values().to_vector<float>(gpu),
-                           on_cpu.parameters().values().to_vector<float>()) < 1e-6);
+    CHECK(cumtl_test::error_over_scale(on_gpu.parameters().values().to_vector<float>(gpu),
+                                       on_cpu.parameters().values().to_vector<float>()) < 1e-6);
 
     const Tensor images = random_on(cpu, Shape{5, 33, 31, 3}, 8);
     const Tensor logits = on_cpu.forward(cpu, images, Phase::train);
     const Tensor logits_gpu = on_gpu.forward(gpu, images.to(gpu, gpu.device()), Phase::train);
-    CHECK(error_over_scale(logits_gpu.to_vector<float>(gpu), logits.to_vector<float>()) < 1e-4);
+    CHECK(cumtl_test::error_over_scale(logits_gpu.to_vector<float>(gpu), logits.to_vector<float>()) < 1e-4);
 
     const Tensor dlogits = random_on(cpu, logits.shape(), 9);
     on_cpu.backward(cpu, dlogits);
     on_gpu.backward(gpu, dlogits.to(gpu, gpu.device()));
-    CHECK(error_over_scale(on_gpu.parameters().gradients().to_vector<float>(gpu),
-                           on_cpu.parameters().gradients().to_vector<float>()) < 1e-3);
-    CHECK(error_over_scale(on_gpu.parameters().buffer_values().to_vector<float>(gpu),
-                           on_cpu.parameters().buffer_values().to_vector<float>()) < 1e-4);
+    CHECK(cumtl_test::error_over_scale(on_gpu.parameters().gradients().to_vector<float>(gpu),
+                                       on_cpu.parameters().gradients().to_vector<float>()) < 1e-3);
+    CHECK(cumtl_test::error_over_scale(on_gpu.parameters().buffer_values().to_vector<float>(gpu),
+                                       on_cpu.parameters().buffer_values().to_vector<float>()) < 1e-4);
 
     const Tensor evaluated = on_cpu.forward(cpu, images, Phase::eval);
     const Tensor evaluated_gpu = on_gpu.forward(gpu, images.to(gpu, gpu.device()), Phase::eval);
-    CHECK(error_over_scale(evaluated_gpu.to_vector<float>(gpu), evaluated.to_vector<float>()) < 1e-4);
+    CHECK(cumtl_test::error_over_scale(evaluated_gpu.to_vector<float>(gpu), evaluated.to_vector<float>()) < 1e-4);
   }
 
   TEST_CASE("layers: a tensor on another device than the layer is refused") {

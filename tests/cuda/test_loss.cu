@@ -20,17 +20,6 @@ using cumtl::Tensor;
 
 namespace {
 
-// Largest |a - b| over the largest |b|: gradients are scaled by 1/N_t, so an
-// elementwise relative error would be dominated by cancellation in p - q.
-double max_error_over_scale(const std::vector<float>& a, const std::vector<float>& b) {
-  double worst = 0, scale = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    worst = std::max(worst, std::abs(double(a[i]) - double(b[i])));
-    scale = std::max(scale, std::abs(double(b[i])));
-  }
-  return scale == 0 ? worst : worst / scale;
-}
-
 // Runs a copy of `loss` on the CPU and another on the GPU over the same batch,
 // checks that counts, losses and gradients agree, and returns the GPU gradient.
 std::vector<float> gpu_gradient_checked_against_cpu(const MultiTaskLoss& loss, const cumtl_test::Batch& batch) {
@@ -51,7 +40,7 @@ std::vector<float> gpu_gradient_checked_against_cpu(const MultiTaskLoss& loss, c
   CHECK(cumtl_test::max_relative_error(report.task_losses, expected.task_losses, 1e-6) < 1e-6);
   CHECK(report.total == doctest::Approx(expected.total).epsilon(1e-6));
   std::vector<float> values = gradient.to_vector<float>(gpu);
-  CHECK(max_error_over_scale(values, cpu_gradient.to_vector<float>()) < 1e-6);
+  CHECK(cumtl_test::error_over_scale(values, cpu_gradient.to_vector<float>()) < 1e-6);
   return values;
 }
 

@@ -16,15 +16,6 @@ namespace {
 
 const std::vector<std::int64_t> awkward_sizes{0, 1, 7, 255, 257, 1000, (1 << 20) + 3};
 
-template <class T>
-Tensor random_cpu_tensor(std::int64_t count, std::uint64_t seed) {
-  Context cpu;
-  Tensor tensor = Tensor::empty(Shape{count}, cumtl::scalar_type_v<T>);
-  Generator generator(seed);
-  cumtl::ops::uniform(cpu, tensor, generator, -2, 2);
-  return tensor;
-}
-
 }  // namespace
 
 TEST_SUITE("cuda") {
@@ -44,7 +35,7 @@ TEST_SUITE("cuda") {
     Context ctx(Device::cuda(0));
     for (std::int64_t count : awkward_sizes) {
       CAPTURE(count);
-      const Tensor host = random_cpu_tensor<T>(count, 1);
+      const Tensor host = cumtl_test::random_tensor<T>(Shape{count}, 1);
       const Tensor device = host.to(ctx, ctx.device());
       CHECK(device.device() == Device::cuda(0));
       CHECK(device.to_vector<T>(ctx) == host.to_vector<T>());
@@ -55,7 +46,7 @@ TEST_SUITE("cuda") {
       ctx.synchronize();
       CHECK(pinned.to_vector<T>() == host.to_vector<T>());
     }
-    const Tensor host = random_cpu_tensor<T>(40, 2);
+    const Tensor host = cumtl_test::random_tensor<T>(Shape{40}, 2);
     const Tensor device = host.view(Shape{10, 4}).to(ctx, ctx.device());
     CHECK(device.slice(3, 7).to_vector<T>(ctx) == host.view(Shape{10, 4}).slice(3, 7).to_vector<T>());
     const Tensor zeros = Tensor::zeros(ctx, Shape{5, 3}, cumtl::scalar_type_v<T>);
@@ -67,7 +58,8 @@ TEST_SUITE("cuda") {
     Context gpu(Device::cuda(0));
     for (std::int64_t count : awkward_sizes) {
       CAPTURE(count);
-      const Tensor x = random_cpu_tensor<T>(count, 10), y = random_cpu_tensor<T>(count, 11);
+      const Tensor x = cumtl_test::random_tensor<T>(Shape{count}, 10),
+                   y = cumtl_test::random_tensor<T>(Shape{count}, 11);
       const Tensor x_gpu = x.to(gpu, gpu.device());
       Tensor y_gpu = y.to(gpu, gpu.device());
       Tensor y_cpu = y.to(Device::cpu());

@@ -41,15 +41,6 @@ Shape pooled(const PoolCase& c) {
 }
 
 template <class T>
-Tensor random_cpu_tensor(const Shape& shape, std::uint64_t seed) {
-  Context cpu;
-  Tensor tensor = Tensor::empty(shape, cumtl::scalar_type_v<T>);
-  Generator generator(seed);
-  cumtl::ops::uniform(cpu, tensor, generator, -2, 2);
-  return tensor;
-}
-
-template <class T>
 double relative_tolerance() {
   return sizeof(T) == 4 ? 1e-6 : 1e-14;
 }
@@ -64,8 +55,8 @@ TEST_SUITE("pooling") {
     for (const PoolCase& c : pool_cases) {
       CAPTURE(c.x);
       CAPTURE(cumtl::detail::pooling::describe(c.pool));
-      const Tensor x = random_cpu_tensor<T>(c.x, seed++);
-      const Tensor dy = random_cpu_tensor<T>(pooled(c), seed++);
+      const Tensor x = cumtl_test::random_tensor<T>(c.x, seed++);
+      const Tensor dy = cumtl_test::random_tensor<T>(pooled(c), seed++);
       Tensor y = Tensor::empty(pooled(c), x.dtype()), argmax = Tensor::empty(pooled(c), ScalarType::i32);
       Tensor dx = Tensor::empty(c.x, x.dtype());
       cumtl::ops::max_pool2d_forward(cpu, x, c.pool, y, argmax);
@@ -109,8 +100,8 @@ TEST_SUITE("pooling") {
     for (const PoolCase& c : pool_cases) {
       CAPTURE(c.x);
       CAPTURE(cumtl::detail::pooling::describe(c.pool));
-      const Tensor x = random_cpu_tensor<T>(c.x, seed++);
-      const Tensor dy = random_cpu_tensor<T>(pooled(c), seed++);
+      const Tensor x = cumtl_test::random_tensor<T>(c.x, seed++);
+      const Tensor dy = cumtl_test::random_tensor<T>(pooled(c), seed++);
       Tensor y = Tensor::empty(pooled(c), x.dtype()), dx = Tensor::empty(c.x, x.dtype());
       cumtl::ops::avg_pool2d_forward(cpu, x, c.pool, y);
       cumtl::ops::avg_pool2d_backward(cpu, dy, c.pool, dx);
@@ -132,8 +123,8 @@ TEST_SUITE("pooling") {
                                Shape{0, 7, 7, 8}, Shape{5, 7, 7, 37}}) {
       CAPTURE(shape);
       const Shape pooled_shape{shape[0], shape[3]};
-      const Tensor x = random_cpu_tensor<T>(shape, seed++);
-      const Tensor dy = random_cpu_tensor<T>(pooled_shape, seed++);
+      const Tensor x = cumtl_test::random_tensor<T>(shape, seed++);
+      const Tensor dy = cumtl_test::random_tensor<T>(pooled_shape, seed++);
       Tensor y = Tensor::empty(pooled_shape, x.dtype()), dx = Tensor::empty(shape, x.dtype());
       cumtl::ops::global_avg_pool_forward(cpu, x, y);
       cumtl::ops::global_avg_pool_backward(cpu, dy, dx);
@@ -150,8 +141,8 @@ TEST_SUITE("pooling") {
   TEST_CASE("pooling: the GPU backward passes are deterministic") {
     Context gpu(Device::cuda(0));
     const PoolCase c{Shape{4, 112, 112, 64}, Pool2d{3, 3, 2, 2, 1, 1}};
-    const Tensor x = random_cpu_tensor<float>(c.x, 7).to(gpu, gpu.device());
-    const Tensor dy = random_cpu_tensor<float>(pooled(c), 8).to(gpu, gpu.device());
+    const Tensor x = cumtl_test::random_tensor<float>(c.x, 7).to(gpu, gpu.device());
+    const Tensor dy = cumtl_test::random_tensor<float>(pooled(c), 8).to(gpu, gpu.device());
     Tensor y = Tensor::empty(gpu, pooled(c), ScalarType::f32), argmax = Tensor::empty(gpu, pooled(c), ScalarType::i32);
     cumtl::ops::max_pool2d_forward(gpu, x, c.pool, y, argmax);
     Tensor first = Tensor::empty(gpu, c.x, ScalarType::f32), second = Tensor::empty(gpu, c.x, ScalarType::f32);

@@ -3,7 +3,9 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -41,6 +43,39 @@ double max_relative_error(const std::vector<T>& a, const std::vector<T>& b, doub
     worst = std::max(worst, difference / std::max(std::abs(double(b[i])), floor));
   }
   return worst;
+}
+
+// A CPU tensor of values uniform in [low, high), the same for the same seed.
+template <class T>
+cumtl::Tensor random_tensor(const cumtl::Shape& shape, std::uint64_t seed, double low = -2, double high = 2) {
+  cumtl::Context cpu;
+  cumtl::Tensor tensor = cumtl::Tensor::empty(shape, cumtl::scalar_type_v<T>);
+  cumtl::Generator generator(seed);
+  cumtl::ops::uniform(cpu, tensor, generator, low, high);
+  return tensor;
+}
+
+// Largest |actual − expected| over the largest |expected|; infinite on a NaN.
+// Outputs and gradients cross zero, where an elementwise relative error means
+// nothing, so errors are measured against the result's scale.
+template <class A, class B>
+double error_over_scale(const std::vector<A>& actual, const std::vector<B>& expected) {
+  REQUIRE(actual.size() == expected.size());
+  double worst = 0, scale = 0;
+  for (std::size_t i = 0; i < actual.size(); ++i) {
+    const double difference = std::abs(double(actual[i]) - double(expected[i]));
+    if (std::isnan(difference)) return INFINITY;
+    worst = std::max(worst, difference);
+    scale = std::max(scale, std::abs(double(expected[i])));
+  }
+  return scale == 0 ? worst : worst / scale;
+}
+
+// The same for a CPU float32 or float64 tensor.
+template <class B>
+double error_over_scale(const cumtl::Tensor& actual, const std::vector<B>& expected) {
+  if (actual.dtype() == cumtl::ScalarType::f32) return error_over_scale(actual.to_vector<float>(), expected);
+  return error_over_scale(actual.to_vector<double>(), expected);
 }
 
 }  // namespace cumtl_test
