@@ -165,6 +165,20 @@ TEST_SUITE("layers") {
     for (std::size_t i = 0; i < once.size(); ++i) CHECK(twice[i] == doctest::Approx(2 * once[i]).epsilon(1e-14));
   }
 
+  TEST_CASE("gradcheck: add") {
+    Context ctx;
+    cumtl::ResidualAdd<double> add("layer1.0.add");
+    Tensor a = cumtl_test::random_tensor<double>(Shape{2, 3, 3, 4}, 30);
+    Tensor b = cumtl_test::random_tensor<double>(Shape{2, 3, 3, 4}, 31);
+    const Tensor r = cumtl_test::loss_weights(a.shape(), 32);
+    const auto loss = [&] { return cumtl_test::weighted_sum(add.forward(ctx, a, b), r); };
+    const Tensor& gradient = add.backward(r);
+    cumtl_test::check_gradient("a", gradient, cumtl_test::numeric_gradient(a, loss));
+    cumtl_test::check_gradient("b", gradient, cumtl_test::numeric_gradient(b, loss));
+    CHECK_ERROR_WITH(add.forward(ctx, a, Tensor::zeros(Shape{2, 3, 3, 5}, ScalarType::f64)), "ops::add",
+                     "float64[2, 3, 3, 5]");
+  }
+
   TEST_CASE("layers: bad input names the layer and the shapes") {
     Context ctx;
     ParameterStore store;

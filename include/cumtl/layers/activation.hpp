@@ -8,6 +8,7 @@
 #include "cumtl/core/random.hpp"
 #include "cumtl/layers/layer_checks.hpp"
 #include "cumtl/ops/activation.hpp"
+#include "cumtl/ops/elementwise.hpp"
 
 namespace cumtl::inline CUMTL_ABI {
 
@@ -36,6 +37,29 @@ class ReLU {
 
   std::string name_;
   Tensor output_;
+};
+
+// The residual addition y = a + b on its own (the blocks fuse it into
+// BatchNorm2d); backward hands the same gradient to both inputs.
+template <class T>
+class ResidualAdd {
+ public:
+  explicit ResidualAdd(std::string name) : name_(std::move(name)) {}
+
+  Tensor forward(Context& ctx, const Tensor& a, const Tensor& b) {
+    CUMTL_REQUIRE(a.defined() && a.dtype() == scalar_type_v<T>, label(), ": the input is ", a.description());
+    Tensor y = Tensor::empty(ctx, a.shape(), scalar_type_v<T>);
+    ops::add(ctx, a, b, y);
+    return y;
+  }
+
+  // dL/da = dL/db = dy: one tensor serves both.
+  const Tensor& backward(const Tensor& dy) const { return dy; }
+
+ private:
+  std::string label() const { return "ResidualAdd '" + name_ + "'"; }
+
+  std::string name_;
 };
 
 // Inverted dropout: in training each element is zeroed with probability p and
