@@ -1,0 +1,30 @@
+# The host libraries cumtl::cumtl links, as imported targets:
+#   CUMTL::cblas  a CBLAS for the CPU twins' GEMMs (OpenBLAS by default; set BLA_VENDOR for another)
+#   CUMTL::stb    stb's image decoders and encoders (Debian's libstb, found through pkg-config)
+# Used by cumtl's own build and by its installed package.
+if(NOT TARGET CUMTL::cblas)
+  if(NOT DEFINED BLA_VENDOR)
+    set(BLA_VENDOR OpenBLAS)
+  endif()
+  find_package(BLAS REQUIRED)
+  find_path(CUMTL_CBLAS_INCLUDE_DIR cblas.h PATH_SUFFIXES openblas openblas-pthread)
+  if(NOT CUMTL_CBLAS_INCLUDE_DIR)
+    message(FATAL_ERROR "cumtl: cblas.h was not found; install OpenBLAS (Debian: libopenblas-dev) "
+                        "or set CUMTL_CBLAS_INCLUDE_DIR")
+  endif()
+  add_library(CUMTL::cblas INTERFACE IMPORTED)
+  target_link_libraries(CUMTL::cblas INTERFACE BLAS::BLAS)
+  target_include_directories(CUMTL::cblas INTERFACE "${CUMTL_CBLAS_INCLUDE_DIR}")
+endif()
+
+if(NOT TARGET CUMTL::stb)
+  find_package(PkgConfig REQUIRED)
+  pkg_check_modules(CUMTL_STB REQUIRED IMPORTED_TARGET stb)
+  add_library(CUMTL::stb INTERFACE IMPORTED)
+  target_link_libraries(CUMTL::stb INTERFACE PkgConfig::CUMTL_STB)
+  # The headers are included as <stb/stb_image.h>: their parent folder too.
+  foreach(_dir IN LISTS CUMTL_STB_INCLUDE_DIRS)
+    get_filename_component(_parent "${_dir}" DIRECTORY)
+    target_include_directories(CUMTL::stb INTERFACE "${_parent}")
+  endforeach()
+endif()
