@@ -32,6 +32,7 @@
 
 #include "cumtl/core/error.hpp"
 #include "cumtl/data/sample.hpp"
+#include "cumtl/io/atomic_file.hpp"
 
 namespace cumtl::inline CUMTL_ABI::data {
 
@@ -41,10 +42,7 @@ struct ImageLimits {
 };
 
 namespace detail {
-
-inline std::string quoted(const std::filesystem::path& file) {
-  return "'" + file.string() + "'";
-}
+using io::detail::quoted;
 
 enum class ImageFormat : std::uint8_t { unknown, jpeg, png, bmp };
 
@@ -198,36 +196,9 @@ inline std::vector<std::uint8_t> read_file(const std::filesystem::path& file, st
   return bytes;
 }
 
-// Writes `bytes` to a temporary file beside `file` and renames it over `file`,
-// so a reader never sees a partial file and a failed write leaves none behind.
+// Writes `bytes` atomically (io/atomic_file.hpp): never a partial file.
 inline void write_file_atomically(const std::filesystem::path& file, std::span<const std::uint8_t> bytes) {
-  static std::atomic<std::uint64_t> counter{0};
-  const std::uint64_t unique = (std::uint64_t(std::random_device{}()) << 20) ^ counter.fetch_add(1);
-  std::filesystem::path temporary = file;
-  temporary += ".tmp-" + std::to_string(unique);
-  std::FILE* raw = std::fopen(temporary.string().c_str(), "wb");
-  if (!raw) {
-    const int error = errno;
-    const bool no_folder = !file.parent_path().empty() && !std::filesystem::is_directory(file.parent_path());
-    CUMTL_FAIL("cannot write ", quoted(file), ": ",
-               no_folder ? "the folder " + quoted(file.parent_path()) + " does not exist"
-                         : std::generic_category().message(error));
-  }
-  // A full disk may show only when the buffer is flushed by fclose.
-  int error = 0;
-  if (std::fwrite(bytes.data(), 1, bytes.size(), raw) != bytes.size()) error = errno ? errno : EIO;
-  if (std::fclose(raw) != 0 && error == 0) error = errno ? errno : EIO;
-  std::error_code ignored;
-  if (error != 0) {
-    std::filesystem::remove(temporary, ignored);
-    CUMTL_FAIL("cannot write ", quoted(file), ": ", std::generic_category().message(error));
-  }
-  std::error_code renamed;
-  std::filesystem::rename(temporary, file, renamed);
-  if (renamed) {
-    std::filesystem::remove(temporary, ignored);
-    CUMTL_FAIL("cannot write ", quoted(file), ": ", renamed.message());
-  }
+  io::detail::write_pieces_atomically(file, {std::as_bytes(bytes)});
 }
 
 // Weights of a separable resampling along one axis: output i reads `count[i]`

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# The one command for a GPU machine:  benchmarks/device-check.sh OUTDIR
+#
+# Probes the machine (card, driver, nvcc, where cuDNN and cuBLAS are), builds
+# cumtl for this card's architecture with every core, runs the GPU tests (and
+# compute-sanitizer on the kernels' tests), the microbenchmarks, and prints one
+# summary table last. It keeps going past a failing step and records it. It
+# also saves what only a GPU can tell: the real cuDNN device-properties JSON
+# (to refresh tests/fixtures/cudnn_h100_device.json) and, for failing GPU
+# tests, the cuDNN log at level 2. Everything goes under OUTDIR.
+#
+# On a machine without a GPU it runs to its table too, reporting every GPU
+# step as "not run", so its plumbing can be tested anywhere.
+set -uo pipefail
+
+if [ $# -ne 1 ]; then
+  echo "usage: benchmarks/device-check.sh OUTDIR" >&2
+  exit 2
+fi
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="$(mkdir -p "$1" && cd "$1" && pwd)"
+build="$out/build"
+started=$SECONDS
+declare -a steps=()
+
+# record NAME STATUS DETAIL
+record() { steps+=("$(printf '%-34s %-8s %s' "$1" "$2" "$3")"); }
+
+# run NAME LOGFILE COMMAND...: runs a step, keeps its output, records pass/FAIL.
+run() {
+  local name=$1 log=$2
+  shift 2
+  local begin=$SECONDS
+  echo "=== $name"
+  if "$@" >"$log" 2>&1; then
+    record "$name" "pass" "$((SECONDS - begin)) s, $log"
+  else
+    record "$name" "FAIL" "exit $?, $((SECONDS - begin)) s, $log"
+  fi
+}
+
+echo "=== machine"
+{
+  date -u +"date: %Y-%m-%d %H:%M UTC"
+  echo "commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv
+  else
+    echo "nvidia-smi: not found"
+  fi
+  nvcc_path="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)"
+  "$nvcc_path" --version 2>/dev/null | tail -1 || echo "nvcc: not found"
+} | tee "$out/machine.txt"
+
+gpu=0
+arch=90
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  gpu=1
+  cap="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d ' .')"
+  [ -n "$cap" ] && arch="$cap"
+fi
+
+# cuDNN beside the toolkit, or only inside a Python wheel (some machines have
+# it only in the PyTorch install's packages): point CMake at what exists.
+cudnn_root=""
+for candidate in "${CUDNN_ROOT:-}" /usr/local/cuda /usr; do
+  if [ -n "$candidate" ] && ls "$candidate"/include/cudnn_version*.h >/dev/null 2>&1; then
+    cudnn_root="$candidate"
+    break
+  fi
+done
+if [ -z "$cudnn_root" ] && command -v python3 >/dev/null 2>&1; then
+  cudnn_root="$(python3 -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])' 2>/dev/null || true)"
+fi
+cublas_lib="$(ls /usr/local/cuda/lib64/libcublas.so* 2>/dev/null | head -1)"
+{
+  echo "cuDNN: ${cudnn_root:-not found}"
+  [ -n "$cudnn_root" ] && grep -h -E "define CUDNN_(MAJOR|MINOR|PATCHLEVEL) " "$cudnn_root"/include/cudnn_version*.h 2>/dev/null
+  echo "cuBLAS: ${cublas_lib:-not found}"
+  echo "architecture: sm_$arch (GPU present: $gpu)"
+} | tee -a "$out/machine.txt"
+
+run "configure (sm_$arch)" "$out/configure.log" \
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCUMTL_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES="$arch" ${cudnn_root:+-DCUDNN_ROOT="$cudnn_root"}
+run "build" "$out/build.log" cmake --build "$build" --parallel "$(nproc)"
+
+# Tests: the CPU suite, cuDNN plans (no GPU needed), the CUDA build without a
+# device, then the GPU suite; the real device profile is captured by the GPU suite.
+run "tests: cpu, cudnn plans, no-device" "$out/tests-cpu.log" \
+  ctest --test-dir "$build" -E "^gpu/" --output-on-failure --parallel "$(nproc)" --timeout 600
+if [ "$gpu" = 1 ]; then
+  CUMTL_CUDNN_DEVICE_JSON="$out/cudnn_device.json" \
+    run "tests: gpu" "$out/tests-gpu.log" \
+    ctest --test-dir "$build" -R "^gpu/" --output-on-failure --timeout 600 --output-junit "$out/tests-gpu.xml"
+  if grep -q "FAIL" <<<"${steps[-1]}"; then
+    # The same failing tests again, with cuDNN's reasons for each rejected engine.
+    CUDNN_LOGLEVEL_DBG=2 CUDNN_LOGDEST_DBG="$out/cudnn-level2.log" \
+      run "tests: failing gpu tests, cuDNN log 2" "$out/tests-gpu-rerun.log" \
+      ctest --test-dir "$build" --rerun-failed --output-on-failure --timeout 600
+  fi
+  if command -v compute-sanitizer >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
+    sanitizer="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
+    kernels='--test-suite=cuda,loss,batchnorm,pooling,activation,data'
+    for tool in memcheck racecheck; do
+      run "compute-sanitizer $tool (kernels)" "$out/sanitizer-$tool.log" \
+        "$sanitizer" --tool "$tool" --error-exitcode 1 "$build/tests/cumtl_cuda_tests" "$kernels"
+    done
+  else
+    record "compute-sanitizer" "not run" "compute-sanitizer not found"
+  fi
+else
+  record "tests: gpu" "not run" "no GPU"
+  record "compute-sanitizer" "not run" "no GPU"
+fi
+
+# Microbenchmarks: JSON per binary; the GPU ones skip themselves without a GPU.
+for bench in elementwise multitask_loss loader; do
+  filter="."
+  [ "$gpu" = 1 ] || filter="cpu"
+  run "benchmark: $bench" "$out/bench-$bench.log" \
+    "$build/benchmarks/cumtl-bench-$bench" --benchmark_filter="$filter" --benchmark_min_time=0.2 \
+    --benchmark_out="$out/bench-$bench.json" --benchmark_out_format=json
+done
+record "end-to-end vs PyTorch" "not run" "cumtl-bench-e2e and the PyTorch peer are not written yet"
+
+echo
+echo "=== device check: $(head -1 "$out/machine.txt"), $(sed -n 2p "$out/machine.txt")"
+grep -v -E "^(date|commit):" "$out/machine.txt" | sed 's/^/  /'
+echo
+printf '%-34s %-8s %s\n' "step" "status" "detail"
+for line in "${steps[@]}"; do echo "$line"; done
+echo
+# Kernel table: bandwidth and fraction of the measured peak where reported.
+if command -v python3 >/dev/null 2>&1; then
+  python3 - "$out" <<'PY'
+import glob, json, sys
+rows = []
+for path in sorted(glob.glob(sys.argv[1] + "/bench-*.json")):
+    try:
+        data = json.load(open(path))
+    except (OSError, ValueError):
+        continue
+    for b in data.get("benchmarks", []):
+        if b.get("error_occurred"):
+            continue
+        gbps = b.get("bytes_per_second", 0) / 1e9
+        fraction = b.get("fraction_of_peak")
+        images = b.get("images_per_second")
+        rows.append((b["name"], f"{gbps:9.2f} GB/s" if gbps else "", f"{100 * fraction:5.1f}% of peak" if fraction else "",
+                     f"{images:,.0f} images/s" if images else ""))
+if rows:
+    print(f"{'benchmark':46} {'bandwidth':>14} {'':>14} {'':>16}")
+    for name, gbps, fraction, images in rows:
+        print(f"{name:46} {gbps:>14} {fraction:>14} {images:>16}")
+PY
+fi
+echo
+echo "device check finished in $((SECONDS - started)) s; everything is under $out"

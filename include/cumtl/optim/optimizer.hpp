@@ -1,0 +1,200 @@
+#pragma once
+// Optimizers over a ParameterStore: SGD and AdamW with PyTorch's semantics.
+//
+// Each update is one launch over the store's flat parameter buffer. Which
+// parameters decay is a per-element mask (1 or 0) built once from
+// Parameter::decay, so exempting BN affine parameters and biases costs no extra
+// launch. The learning rate is an argument of step(), taken from a Schedule,
+// so the optimizer holds no schedule state and resuming needs only steps() and
+// the state tensors.
+//
+//   ops::sgd_update(ctx, values, gradients, momentum_buffer, decay_mask, SgdStep)
+//     g = grad + wd·mask·w;  buf = first_step ? g : momentum·buf + g
+//     w −= lr · (nesterov ? g + momentum·buf : buf)
+//   ops::adamw_update(ctx, values, gradients, m, v, decay_mask, AdamWStep)
+//     w −= lr·wd·mask·w;  m = β1·m + (1−β1)·g;  v = β2·v + (1−β2)·g²
+//     w −= lr/(1−β1^t) · m / (sqrt(v)/sqrt(1−β2^t) + eps)
+//
+// Requires: tensors defined, on ctx's device, alike in scalar type and shape
+// (float32 or float64); the state and values are updated in place on ctx's stream.
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cumtl/core/tensor.hpp"
+#include "cumtl/cpu/optimizer.hpp"
+#include "cumtl/layers/parameters.hpp"
+#include "cumtl/ops/dispatch.hpp"
+#if CUMTL_HAS_CUDA
+#include "cumtl/cuda/optimizer.cuh"
+#endif
+
+namespace cumtl::inline CUMTL_ABI::ops {
+
+inline void sgd_update(Context& ctx, Tensor& values, const Tensor& gradients, Tensor& momentum_buffer,
+                       const Tensor& decay_mask, const SgdStep& step) {
+  constexpr const char* operation = "ops::sgd_update";
+  detail::require_on_context(ctx, operation, "values", values);
+  detail::require_on_context(ctx, operation, "gradients", gradients);
+  detail::require_on_context(ctx, operation, "momentum_buffer", momentum_buffer);
+  detail::require_on_context(ctx, operation, "decay_mask", decay_mask);
+  detail::require_alike(operation, "values", values, "gradients", gradients);
+  detail::require_alike(operation, "values", values, "momentum_buffer", momentum_buffer);
+  detail::require_alike(operation, "values", values, "decay_mask", decay_mask);
+  CUMTL_REQUIRE(std::isfinite(step.lr) && step.lr >= 0, operation, ": lr must be finite and >= 0, got ", step.lr);
+  CUMTL_REQUIRE(step.momentum >= 0 && step.momentum <= 1, operation, ": momentum must be in [0, 1], got ",
+                step.momentum);
+  CUMTL_REQUIRE(std::isfinite(step.weight_decay) && step.weight_decay >= 0, operation,
+                ": weight_decay must be finite and >= 0, got ", step.weight_decay);
+  CUMTL_REQUIRE(!step.nesterov || step.momentum > 0, operation, ": Nesterov momentum needs momentum > 0");
+  dispatch_floating(values.dtype(), operation, [&]<class T>() {
+    CUMTL_DISPATCH(ctx, sgd_update<T>(ctx, values.numel(), values.data<T>(), gradients.data<T>(),
+                                      momentum_buffer.data<T>(), decay_mask.data<T>(), step));
+  });
+}
+
+inline void adamw_update(Context& ctx, Tensor& values, const Tensor& gradients, Tensor& exp_avg, Tensor& exp_avg_sq,
+                         const Tensor& decay_mask, const AdamWStep& step) {
+  constexpr const char* operation = "ops::adamw_update";
+  detail::require_on_context(ctx, operation, "values", values);
+  detail::require_on_context(ctx, operation, "gradients", gradients);
+  detail::require_on_context(ctx, operation, "exp_avg", exp_avg);
+  detail::require_on_context(ctx, operation, "exp_avg_sq", exp_avg_sq);
+  detail::require_on_context(ctx, operation, "decay_mask", decay_mask);
+  detail::require_alike(operation, "values", values, "gradients", gradients);
+  detail::require_alike(operation, "values", values, "exp_avg", exp_avg);
+  detail::require_alike(operation, "values", values, "exp_avg_sq", exp_avg_sq);
+  detail::require_alike(operation, "values", values, "decay_mask", decay_mask);
+  CUMTL_REQUIRE(std::isfinite(step.lr) && step.lr >= 0, operation, ": lr must be finite and >= 0, got ", step.lr);
+  CUMTL_REQUIRE(step.beta1 >= 0 && step.beta1 < 1 && step.beta2 >= 0 && step.beta2 < 1, operation,
+                ": betas must be in [0, 1), got (", step.beta1, ", ", step.beta2, ")");
+  CUMTL_REQUIRE(step.eps > 0, operation, ": eps must be > 0, got ", step.eps);
+  CUMTL_REQUIRE(std::isfinite(step.weight_decay) && step.weight_decay >= 0, operation,
+                ": weight_decay must be finite and >= 0, got ", step.weight_decay);
+  CUMTL_REQUIRE(step.step >= 1, operation, ": step is 1-based, got 0");
+  dispatch_floating(values.dtype(), operation, [&]<class T>() {
+    CUMTL_DISPATCH(ctx, adamw_update<T>(ctx, values.numel(), values.data<T>(), gradients.data<T>(), exp_avg.data<T>(),
+                                        exp_avg_sq.data<T>(), decay_mask.data<T>(), step));
+  });
+}
+
+}  // namespace cumtl::inline CUMTL_ABI::ops
+
+namespace cumtl::inline CUMTL_ABI::optim {
+
+// A state tensor under the name PyTorch gives it; the handle shares the
+// optimizer's memory, so a checkpoint restores it with ops::copy.
+struct NamedTensor {
+  std::string name;
+  Tensor tensor;
+};
+
+namespace detail {
+
+// 1 where weight decay applies, else 0, over the store's flat parameter buffer.
+inline Tensor decay_mask(Context& ctx, ParameterStore& store, bool exempt_bn_and_bias) {
+  CUMTL_REQUIRE(store.allocated(), "optimizer: the ParameterStore must be allocated first");
+  CUMTL_REQUIRE(store.values().device() == ctx.device(), "optimizer: the parameters are ", store.values().description(),
+                " but the context is on ", ctx.device());
+  std::vector<double> mask;
+  mask.reserve(std::size_t(store.parameter_count()));
+  for (const auto& parameter : store.parameters())
+    mask.insert(mask.end(), std::size_t(parameter->shape.numel()), parameter->decay || !exempt_bn_and_bias ? 1.0 : 0.0);
+  Tensor result;
+  dispatch_floating(store.values().dtype(), "optimizer", [&]<class T>() {
+    const Tensor host = Tensor::from_vector(std::vector<T>(mask.begin(), mask.end()), Shape{std::int64_t(mask.size())});
+    result = host.to(ctx, ctx.device());
+  });
+  return result;
+}
+
+}  // namespace detail
+
+struct SgdOptions {
+  double lr = 0.1;  // used by step(ctx); step(ctx, lr) takes the schedule's instead
+  double momentum = 0;
+  bool nesterov = false;
+  double weight_decay = 0;
+  bool exempt_bn_and_bias = true;
+};
+
+class Sgd {
+ public:
+  Sgd(Context& ctx, ParameterStore& store, SgdOptions options)
+      : store_(&store), options_(options), decay_mask_(detail::decay_mask(ctx, store, options.exempt_bn_and_bias)) {
+    // Checked here as well as per step, so a bad option fails at construction.
+    CUMTL_REQUIRE(options.momentum >= 0 && options.momentum <= 1, "Sgd: momentum must be in [0, 1], got ",
+                  options.momentum);
+    CUMTL_REQUIRE(options.weight_decay >= 0, "Sgd: weight_decay must be >= 0, got ", options.weight_decay);
+    CUMTL_REQUIRE(!options.nesterov || options.momentum > 0, "Sgd: Nesterov momentum needs momentum > 0");
+    momentum_buffer_ = Tensor::zeros(ctx, store.values().shape(), store.values().dtype());
+  }
+
+  void step(Context& ctx, double lr) {
+    ops::sgd_update(ctx, store_->values(), store_->gradients(), momentum_buffer_, decay_mask_,
+                    SgdStep{lr, options_.momentum, options_.weight_decay, options_.nesterov, steps_ == 0});
+    ++steps_;
+  }
+  void step(Context& ctx) { step(ctx, options_.lr); }
+
+  std::uint64_t steps() const noexcept { return steps_; }
+  // For resuming from a checkpoint, together with state().
+  void set_steps(std::uint64_t steps) noexcept { steps_ = steps; }
+
+  std::vector<NamedTensor> state() const { return {{"momentum_buffer", momentum_buffer_}}; }
+  const Tensor& decay_mask() const noexcept { return decay_mask_; }
+  const SgdOptions& options() const noexcept { return options_; }
+
+ private:
+  ParameterStore* store_;
+  SgdOptions options_;
+  Tensor decay_mask_, momentum_buffer_;
+  std::uint64_t steps_ = 0;
+};
+
+struct AdamWOptions {
+  double lr = 1e-3;  // used by step(ctx); step(ctx, lr) takes the schedule's instead
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 1e-2;
+  bool exempt_bn_and_bias = true;
+};
+
+class AdamW {
+ public:
+  AdamW(Context& ctx, ParameterStore& store, AdamWOptions options)
+      : store_(&store), options_(options), decay_mask_(detail::decay_mask(ctx, store, options.exempt_bn_and_bias)) {
+    CUMTL_REQUIRE(options.beta1 >= 0 && options.beta1 < 1 && options.beta2 >= 0 && options.beta2 < 1,
+                  "AdamW: betas must be in [0, 1), got (", options.beta1, ", ", options.beta2, ")");
+    CUMTL_REQUIRE(options.eps > 0, "AdamW: eps must be > 0, got ", options.eps);
+    CUMTL_REQUIRE(options.weight_decay >= 0, "AdamW: weight_decay must be >= 0, got ", options.weight_decay);
+    exp_avg_ = Tensor::zeros(ctx, store.values().shape(), store.values().dtype());
+    exp_avg_sq_ = Tensor::zeros(ctx, store.values().shape(), store.values().dtype());
+  }
+
+  void step(Context& ctx, double lr) {
+    ops::adamw_update(ctx, store_->values(), store_->gradients(), exp_avg_, exp_avg_sq_, decay_mask_,
+                      AdamWStep{lr, options_.beta1, options_.beta2, options_.eps, options_.weight_decay, steps_ + 1});
+    ++steps_;
+  }
+  void step(Context& ctx) { step(ctx, options_.lr); }
+
+  std::uint64_t steps() const noexcept { return steps_; }
+  void set_steps(std::uint64_t steps) noexcept { steps_ = steps; }
+
+  std::vector<NamedTensor> state() const { return {{"exp_avg", exp_avg_}, {"exp_avg_sq", exp_avg_sq_}}; }
+  const Tensor& decay_mask() const noexcept { return decay_mask_; }
+  const AdamWOptions& options() const noexcept { return options_; }
+
+ private:
+  ParameterStore* store_;
+  AdamWOptions options_;
+  Tensor decay_mask_, exp_avg_, exp_avg_sq_;
+  std::uint64_t steps_ = 0;
+};
+
+}  // namespace cumtl::inline CUMTL_ABI::optim
