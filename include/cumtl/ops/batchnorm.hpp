@@ -126,15 +126,14 @@ inline void batchnorm_forward_train(Context& ctx, const Tensor& x, const Tensor&
                                     Tensor& running_mean, Tensor& running_var, Tensor& saved_mean, Tensor& saved_invstd,
                                     Tensor& y) {
   constexpr std::string_view op = "ops::batchnorm_forward_train";
-  detail::require_on_context(ctx, op, "x", x);
-  detail::require_on_context(ctx, op, "gamma", gamma);
-  detail::require_on_context(ctx, op, "beta", beta);
+  detail::require_on_context(ctx, op, {{"x", x}, {"gamma", gamma}, {"beta", beta}});
   if (residual.defined()) detail::require_on_context(ctx, op, "residual", residual);
-  detail::require_on_context(ctx, op, "running_mean", running_mean);
-  detail::require_on_context(ctx, op, "running_var", running_var);
-  detail::require_on_context(ctx, op, "saved_mean", saved_mean);
-  detail::require_on_context(ctx, op, "saved_invstd", saved_invstd);
-  detail::require_on_context(ctx, op, "y", y);
+  detail::require_on_context(ctx, op,
+                             {{"running_mean", running_mean},
+                              {"running_var", running_var},
+                              {"saved_mean", saved_mean},
+                              {"saved_invstd", saved_invstd},
+                              {"y", y}});
 
   const std::int64_t channels = detail::batchnorm_channels(op, x);
   detail::batchnorm_require_channel_vector(op, "gamma", gamma, x, channels);
@@ -171,13 +170,9 @@ inline void batchnorm_forward_eval(Context& ctx, const Tensor& x, const Tensor& 
                                    const Tensor& residual, Activation activation, double eps,
                                    const Tensor& running_mean, const Tensor& running_var, Tensor& y) {
   constexpr std::string_view op = "ops::batchnorm_forward_eval";
-  detail::require_on_context(ctx, op, "x", x);
-  detail::require_on_context(ctx, op, "gamma", gamma);
-  detail::require_on_context(ctx, op, "beta", beta);
+  detail::require_on_context(ctx, op, {{"x", x}, {"gamma", gamma}, {"beta", beta}});
   if (residual.defined()) detail::require_on_context(ctx, op, "residual", residual);
-  detail::require_on_context(ctx, op, "running_mean", running_mean);
-  detail::require_on_context(ctx, op, "running_var", running_var);
-  detail::require_on_context(ctx, op, "y", y);
+  detail::require_on_context(ctx, op, {{"running_mean", running_mean}, {"running_var", running_var}, {"y", y}});
 
   const std::int64_t channels = detail::batchnorm_channels(op, x);
   detail::batchnorm_require_channel_vector(op, "gamma", gamma, x, channels);
@@ -210,16 +205,12 @@ inline void batchnorm_backward(Context& ctx, const Tensor& dy, const Tensor& x, 
                                Tensor& dresidual, Tensor& dgamma, Tensor& dbeta, GradientMode mode) {
   constexpr std::string_view op = "ops::batchnorm_backward";
   const bool relu = activation == Activation::relu;
-  detail::require_on_context(ctx, op, "dy", dy);
-  detail::require_on_context(ctx, op, "x", x);
+  detail::require_on_context(ctx, op, {{"dy", dy}, {"x", x}});
   if (relu || y.defined()) detail::require_on_context(ctx, op, "y", y);
-  detail::require_on_context(ctx, op, "gamma", gamma);
-  detail::require_on_context(ctx, op, "saved_mean", saved_mean);
-  detail::require_on_context(ctx, op, "saved_invstd", saved_invstd);
-  detail::require_on_context(ctx, op, "dx", dx);
+  detail::require_on_context(
+      ctx, op, {{"gamma", gamma}, {"saved_mean", saved_mean}, {"saved_invstd", saved_invstd}, {"dx", dx}});
   if (dresidual.defined()) detail::require_on_context(ctx, op, "dresidual", dresidual);
-  detail::require_on_context(ctx, op, "dgamma", dgamma);
-  detail::require_on_context(ctx, op, "dbeta", dbeta);
+  detail::require_on_context(ctx, op, {{"dgamma", dgamma}, {"dbeta", dbeta}});
 
   const std::int64_t channels = detail::batchnorm_channels(op, x);
   detail::require_alike(op, "x", x, "dy", dy);

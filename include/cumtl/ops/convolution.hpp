@@ -34,30 +34,40 @@ struct ConvGeometry {
 };
 
 // The convolution of x by w with `geometry`, or an error naming the operation and the shapes.
-inline ConvShape conv_shape(std::string_view operation, const Tensor& x, const Tensor& w, const ConvGeometry& geometry) {
-  CUMTL_REQUIRE(x.shape().rank() == 4 && w.shape().rank() == 4 && x.shape()[3] == w.shape()[3], operation,
-                ": x is ", x.description(), " and w is ", w.description(),
+inline ConvShape conv_shape(std::string_view operation, const Tensor& x, const Tensor& w,
+                            const ConvGeometry& geometry) {
+  CUMTL_REQUIRE(x.shape().rank() == 4 && w.shape().rank() == 4 && x.shape()[3] == w.shape()[3], operation, ": x is ",
+                x.description(), " and w is ", w.description(),
                 ", expected x [N, H, W, C] and w [K, R, S, C] with the same C");
   CUMTL_REQUIRE(x.dtype() == w.dtype(), operation, ": x is ", x.description(), " but w is ", w.description());
-  CUMTL_REQUIRE(geometry.stride_h > 0 && geometry.stride_w > 0 && geometry.dilation_h > 0 &&
-                    geometry.dilation_w > 0 && geometry.pad_h >= 0 && geometry.pad_w >= 0,
+  CUMTL_REQUIRE(geometry.stride_h > 0 && geometry.stride_w > 0 && geometry.dilation_h > 0 && geometry.dilation_w > 0 &&
+                    geometry.pad_h >= 0 && geometry.pad_w >= 0,
                 operation, ": strides and dilations must be positive and paddings non-negative");
-  const ConvShape shape{.n = x.shape()[0], .h = x.shape()[1], .w = x.shape()[2], .c = x.shape()[3],
-                        .k = w.shape()[0], .r = w.shape()[1], .s = w.shape()[2],
-                        .pad_h = geometry.pad_h, .pad_w = geometry.pad_w,
-                        .stride_h = geometry.stride_h, .stride_w = geometry.stride_w,
-                        .dilation_h = geometry.dilation_h, .dilation_w = geometry.dilation_w};
+  const ConvShape shape{.n = x.shape()[0],
+                        .h = x.shape()[1],
+                        .w = x.shape()[2],
+                        .c = x.shape()[3],
+                        .k = w.shape()[0],
+                        .r = w.shape()[1],
+                        .s = w.shape()[2],
+                        .pad_h = geometry.pad_h,
+                        .pad_w = geometry.pad_w,
+                        .stride_h = geometry.stride_h,
+                        .stride_w = geometry.stride_w,
+                        .dilation_h = geometry.dilation_h,
+                        .dilation_w = geometry.dilation_w};
   CUMTL_REQUIRE(shape.out_h() > 0 && shape.out_w() > 0, operation, ": ", shape.str(),
                 " has no output: the window is larger than the padded input");
   return shape;
 }
 
-inline Shape conv_output_shape(const ConvShape& shape) { return Shape{shape.n, shape.out_h(), shape.out_w(), shape.k}; }
+inline Shape conv_output_shape(const ConvShape& shape) {
+  return Shape{shape.n, shape.out_h(), shape.out_w(), shape.k};
+}
 
 inline void conv2d_forward(Context& ctx, const Tensor& x, const Tensor& w, const ConvGeometry& geometry, Tensor& y) {
   constexpr std::string_view op = "ops::conv2d_forward";
-  for (const auto& [name, tensor] : {std::pair<const char*, const Tensor*>{"x", &x}, {"w", &w}, {"y", &y}})
-    detail::require_on_context(ctx, op, name, *tensor);
+  detail::require_on_context(ctx, op, {{"x", x}, {"w", w}, {"y", y}});
   const ConvShape shape = conv_shape(op, x, w, geometry);
   detail::require_shape(op, "y", y, conv_output_shape(shape), x.dtype());
   dispatch_floating(x.dtype(), op, [&]<class T>() {
@@ -75,8 +85,7 @@ inline void conv2d_forward(Context& ctx, const Tensor& x, const Tensor& w, const
 inline void conv2d_backward_data(Context& ctx, const Tensor& dy, const Tensor& w, const ConvGeometry& geometry,
                                  Tensor& dx) {
   constexpr std::string_view op = "ops::conv2d_backward_data";
-  for (const auto& [name, tensor] : {std::pair<const char*, const Tensor*>{"dy", &dy}, {"w", &w}, {"dx", &dx}})
-    detail::require_on_context(ctx, op, name, *tensor);
+  detail::require_on_context(ctx, op, {{"dy", dy}, {"w", w}, {"dx", dx}});
   const ConvShape shape = conv_shape(op, dx, w, geometry);
   detail::require_shape(op, "dy", dy, conv_output_shape(shape), w.dtype());
   dispatch_floating(w.dtype(), op, [&]<class T>() {
@@ -95,8 +104,7 @@ inline void conv2d_backward_data(Context& ctx, const Tensor& dy, const Tensor& w
 inline void conv2d_backward_filter(Context& ctx, const Tensor& x, const Tensor& dy, const ConvGeometry& geometry,
                                    Tensor& dw, GradientMode mode) {
   constexpr std::string_view op = "ops::conv2d_backward_filter";
-  for (const auto& [name, tensor] : {std::pair<const char*, const Tensor*>{"x", &x}, {"dy", &dy}, {"dw", &dw}})
-    detail::require_on_context(ctx, op, name, *tensor);
+  detail::require_on_context(ctx, op, {{"x", x}, {"dy", dy}, {"dw", dw}});
   const ConvShape shape = conv_shape(op, x, dw, geometry);
   detail::require_shape(op, "dy", dy, conv_output_shape(shape), x.dtype());
   dispatch_floating(x.dtype(), op, [&]<class T>() {

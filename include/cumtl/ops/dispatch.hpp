@@ -7,6 +7,7 @@
 // translation unit without CUDA no CUDA context can exist, so only the CPU twin
 // is compiled in.
 
+#include <initializer_list>
 #include <string_view>
 
 #include "cumtl/core/tensor.hpp"
@@ -32,6 +33,18 @@ inline void require_on_context(const Context& ctx, std::string_view operation, s
   CUMTL_REQUIRE(tensor.defined(), operation, ": tensor '", name, "' is undefined");
   CUMTL_REQUIRE(tensor.device() == ctx.device(), operation, ": tensor '", name, "' is ", tensor.description(),
                 " but the context is on ", ctx.device());
+}
+
+// A tensor and the name an operation's contract gives it.
+struct NamedOperand {
+  std::string_view name;
+  const Tensor& tensor;
+};
+
+// Every operand is defined and on ctx's device.
+inline void require_on_context(const Context& ctx, std::string_view operation,
+                               std::initializer_list<NamedOperand> operands) {
+  for (const NamedOperand& operand : operands) require_on_context(ctx, operation, operand.name, operand.tensor);
 }
 
 // `a` and `b` have the same scalar type and shape.

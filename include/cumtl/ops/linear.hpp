@@ -61,8 +61,7 @@ inline void bias_gradient(Context& ctx, const Tensor& dy, Tensor& dbias, Gradien
 
 inline void linear_forward(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y) {
   constexpr std::string_view op = "ops::linear_forward";
-  for (const auto& [name, tensor] : {std::pair<const char*, const Tensor*>{"x", &x}, {"weight", &weight}, {"y", &y}})
-    detail::require_on_context(ctx, op, name, *tensor);
+  detail::require_on_context(ctx, op, {{"x", x}, {"weight", weight}, {"y", y}});
   const auto [n, in, out] = detail::linear_extents(op, x, weight);
   detail::require_shape(op, "y", y, Shape{n, out}, x.dtype());
   if (bias.defined()) {
@@ -78,9 +77,7 @@ inline void linear_forward(Context& ctx, const Tensor& x, const Tensor& weight, 
 inline void linear_backward(Context& ctx, const Tensor& dy, const Tensor& x, const Tensor& weight, Tensor& dx,
                             Tensor& dweight, Tensor& dbias, GradientMode mode) {
   constexpr std::string_view op = "ops::linear_backward";
-  for (const auto& [name, tensor] :
-       {std::pair<const char*, const Tensor*>{"dy", &dy}, {"x", &x}, {"weight", &weight}, {"dweight", &dweight}})
-    detail::require_on_context(ctx, op, name, *tensor);
+  detail::require_on_context(ctx, op, {{"dy", dy}, {"x", x}, {"weight", weight}, {"dweight", dweight}});
   const auto [n, in, out] = detail::linear_extents(op, x, weight);
   detail::require_shape(op, "dy", dy, Shape{n, out}, x.dtype());
   detail::require_shape(op, "dweight", dweight, weight.shape(), x.dtype());
@@ -95,8 +92,7 @@ inline void linear_backward(Context& ctx, const Tensor& dy, const Tensor& x, con
   dispatch_floating(x.dtype(), op, [&]<class T>() {
     if (dx.defined())
       CUMTL_DISPATCH(ctx, linear_backward_data<T>(ctx, n, in, out, dy.data<T>(), weight.data<T>(), dx.data<T>()));
-    CUMTL_DISPATCH(ctx,
-                   linear_backward_weight<T>(ctx, n, in, out, dy.data<T>(), x.data<T>(), dweight.data<T>(), mode));
+    CUMTL_DISPATCH(ctx, linear_backward_weight<T>(ctx, n, in, out, dy.data<T>(), x.data<T>(), dweight.data<T>(), mode));
   });
   if (dbias.defined()) bias_gradient(ctx, dy, dbias, mode);
 }
