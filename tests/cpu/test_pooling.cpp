@@ -10,6 +10,7 @@
 
 #include <cumtl/ops/pooling.hpp>
 #include "../support/gradcheck.hpp"
+#include "../support/pool_cases.hpp"
 #include "../support/testing.hpp"
 
 using cumtl::Context;
@@ -19,12 +20,10 @@ using cumtl::Shape;
 using cumtl::Tensor;
 using cumtl::ops::Pool2d;
 
-namespace {
+using cumtl_test::PoolCase;
+using cumtl_test::pooled;
 
-struct PoolCase {
-  Shape x;
-  Pool2d pool;
-};
+namespace {
 
 // The ResNet stem's 3×3/2 pad 1, the common 2×2/2, odd sizes whose last row
 // and column no window reaches, rectangular windows, C = 1, 3, 5.
@@ -34,10 +33,6 @@ const std::vector<PoolCase> pool_cases{
     {Shape{1, 1, 1, 5}, Pool2d{3, 3, 2, 2, 1, 1}}, {Shape{2, 4, 6, 1}, Pool2d{1, 1, 1, 1}},
     {Shape{1, 9, 4, 3}, Pool2d{4, 2, 3, 1, 2, 0}},
 };
-
-Shape pooled(const PoolCase& c) {
-  return Shape{c.x[0], c.pool.out_h(c.x[1]), c.pool.out_w(c.x[2]), c.x[3]};
-}
 
 // Values 0.01 apart in a shuffled order: no ties, and a finite-difference step
 // of 1e-6 never changes which element is a window's maximum.

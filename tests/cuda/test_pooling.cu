@@ -5,6 +5,7 @@
 #include <vector>
 
 #include <cumtl/ops/pooling.hpp>
+#include "../support/pool_cases.hpp"
 #include "../support/testing.hpp"
 
 using cumtl::Context;
@@ -15,12 +16,10 @@ using cumtl::Shape;
 using cumtl::Tensor;
 using cumtl::ops::Pool2d;
 
-namespace {
+using cumtl_test::PoolCase;
+using cumtl_test::pooled;
 
-struct PoolCase {
-  Shape x;
-  Pool2d pool;
-};
+namespace {
 
 // 1×1 spatial, batch 1, C not a multiple of 4, an empty batch, odd sizes, and
 // the ResNet stem's pooling at full size (112×112×64).
@@ -35,10 +34,6 @@ const std::vector<PoolCase> pool_cases{
     {Shape{2, 56, 56, 67}, Pool2d{2, 2, 2, 2}},
     {Shape{4, 112, 112, 64}, Pool2d{3, 3, 2, 2, 1, 1}},
 };
-
-Shape pooled(const PoolCase& c) {
-  return Shape{c.x[0], c.pool.out_h(c.x[1]), c.pool.out_w(c.x[2]), c.x[3]};
-}
 
 template <class T>
 double relative_tolerance() {
