@@ -22,6 +22,8 @@
 #include <cumtl/data/manifest.hpp>
 #include <cumtl/data/synthetic_faces.hpp>
 
+#include "program.hpp"
+
 namespace fs = std::filesystem;
 namespace data = cumtl::data;
 
@@ -107,14 +109,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--sheet", arguments.sheet, "Also write the contact sheet of expressions and AUs to this PNG");
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::Success& success) {
-    return app.exit(success);  // --help
-  } catch (const CLI::ParseError& error) {
-    std::cerr << "cumtl-synth: " << error.what() << "\n\n" << app.help();
-    return 2;
-  }
+  if (const std::optional<int> status = parse_command_line(app, argc, argv)) return *status;
 
   try {
     return run(arguments);

@@ -1,0 +1,253 @@
+// The Trainer: run folders, resuming bit for bit, failures that leave no
+// weights, the schemes' settings, and model.json.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <cumtl/data/image_io.hpp>
+#include <cumtl/data/manifest.hpp>
+#include <cumtl/train/trainer.hpp>
+
+#include "../support/testing.hpp"
+#include "../support/train_runs.hpp"
+
+namespace fs = std::filesystem;
+
+namespace cumtl::inline CUMTL_ABI {
+namespace {
+
+fs::path fresh_folder(const std::string& name) {
+  const fs::path folder = fs::temp_directory_path() / ("cumtl_test_train_" + name);
+  fs::remove_all(folder);
+  return folder;
+}
+
+train::TrainerOptions quiet_in(const fs::path& folder) {
+  return {.run_folder = folder, .overwrite = false, .log = stdout, .interactive = false, .quiet = true};
+}
+
+std::vector<nlohmann::json> read_lines(const fs::path& file) {
+  std::ifstream in(file);
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  return lines;
+}
+
+// The epoch records without their timings, which differ from run to run.
+std::vector<nlohmann::json> without_timings(std::vector<nlohmann::json> records) {
+  for (nlohmann::json& record : records) {
+    record.erase("train_seconds");
+    record.erase("images_per_second");
+  }
+  return records;
+}
+
+void check_same_tensors(const fs::path& a, const fs::path& b) {
+  const io::SafetensorsFile first = io::read_safetensors(a), second = io::read_safetensors(b);
+  REQUIRE(first.tensors.size() == second.tensors.size());
+  for (const auto& named : first.tensors) {
+    const Tensor* other = second.find(named.name);
+    REQUIRE_MESSAGE(other != nullptr, named.name);
+    REQUIRE(other->bytes() == named.tensor.bytes());
+    CHECK_MESSAGE(std::memcmp(other->raw_data(), named.tensor.raw_data(), named.tensor.bytes()) == 0, named.name);
+  }
+}
+
+TEST_CASE("train: the configuration survives a JSON round trip") {
+  train::TrainConfig c = cumtl_test::tiny_train_config();
+  c.scheme = train::Scheme::alternating;
+  c.ratios = {0.25, 0.75};
+  c.heads = {"emotion", "au", "compound"};
+  c.aus = {1, 12, 43};
+  c.optimizer = "sgd";
+  c.lr = 0.125;
+  c.seed = 12345678901234ull;
+  c.synth_compound_fraction = 0.5;
+  const nlohmann::json once = train::to_json(c);
+  CHECK(train::to_json(train::config_from_json(once)) == once);
+  CHECK(train::config_from_json(once).scheme == train::Scheme::alternating);
+
+  nlohmann::json wrong = once;
+  wrong["batch"] = "sixteen";
+  CHECK_ERROR_WITH(train::config_from_json(wrong), "'batch' has the wrong type");
+  wrong = once;
+  wrong["scheme"] = "greedy";
+  CHECK_ERROR_WITH(train::config_from_json(wrong), "unknown scheme 'greedy'");
+}
+
+TEST_CASE("train: each scheme sets its heads loss and data") {
+  train::TrainConfig c = cumtl_test::tiny_train_config();
+  c.scheme = train::Scheme::naive;
+  CHECK(train::loss_options(c).normalization == LossNormalization::per_batch);
+  CHECK(train::loss_options(c).missing_sigmoid_labels == MissingLabels::as_negative);
+  CHECK(train::head_names(c) == std::vector<std::string>{"emotion", "au"});
+  CHECK(train::make_training_data(c, 16).train.size() == 2);
+
+  c.scheme = train::Scheme::single_emotion;
+  CHECK(train::head_names(c) == std::vector<std::string>{"emotion"});
+  const train::TrainingData emotion_only = train::make_training_data(c, 16);
+  REQUIRE(emotion_only.train.size() == 1);
+  CHECK(emotion_only.train[0]->name() == "synth-rafdb");
+
+  c.scheme = train::Scheme::single_au;
+  CHECK(train::head_names(c) == std::vector<std::string>{"au"});
+  CHECK(train::make_training_data(c, 16).train[0]->name() == "synth-emotionet");
+
+  c.scheme = train::Scheme::selective;
+  CHECK(train::loss_options(c).normalization == LossNormalization::per_label);
+  c.heads = {"emotion", "mood"};
+  CHECK_ERROR_WITH(train::head_specs(c), "unknown head 'mood'");
+  c.heads = {};
+  c.ratios = {1, 2, 3};
+  CHECK_ERROR_WITH(train::make_training_data(c, 16), "--ratios gives 3 shares for 2 training datasets");
+}
+
+TEST_CASE("train: a resumed run reproduces the uninterrupted run bit for bit") {
+  const std::atomic<bool> never{false};
+  const fs::path straight = fresh_folder("straight"), paused = fresh_folder("paused");
+  {
+    train::Trainer trainer(cumtl_test::tiny_train_config(), quiet_in(straight));
+    REQUIRE(trainer.batches_per_epoch() == 6);
+    const train::RunResult result = trainer.run(never);
+    CHECK(result.finished);
+  }
+  {
+    train::TrainerOptions options = quiet_in(paused);
+    options.pause_at_step = 8;  // inside the second epoch
+    train::Trainer trainer(cumtl_test::tiny_train_config(), options);
+    const train::RunResult result = trainer.run(never);
+    CHECK_FALSE(result.finished);
+    CHECK(result.history.size() == 1);
+    CHECK(fs::exists(result.checkpoint));
+    CHECK_FALSE(fs::exists(paused / "weights.safetensors"));
+    CHECK_FALSE(fs::exists(paused / "summary.json"));
+  }
+  {
+    const std::unique_ptr<train::Trainer> trainer = train::Trainer::resume(quiet_in(paused));
+    CHECK(trainer->run(never).finished);
+  }
+  const std::vector<nlohmann::json> expected = without_timings(read_lines(straight / "metrics.jsonl"));
+  REQUIRE(expected.size() == 3);
+  CHECK(without_timings(read_lines(paused / "metrics.jsonl")) == expected);
+  check_same_tensors(straight / "weights.safetensors", paused / "weights.safetensors");
+}
+
+TEST_CASE("train: the run folder gets every output and the summary its keys") {
+  const std::atomic<bool> never{false};
+  const fs::path folder = fresh_folder("outputs");
+  train::TrainConfig c = cumtl_test::tiny_train_config();
+  c.epochs = 1;
+  c.heads = {"emotion", "au", "compound"};
+  c.synth_compound_fraction = 0.4;
+  train::Trainer trainer(c, quiet_in(folder));
+  const train::RunResult result = trainer.run(never);
+  REQUIRE(result.finished);
+  for (const char* name : {"model.json", "weights.safetensors", "summary.json", "report.html", "metrics.jsonl"})
+    CHECK_MESSAGE(fs::exists(folder / name), name);
+  std::ifstream in(folder / "summary.json");
+  const nlohmann::json summary = nlohmann::json::parse(in);
+  for (const char* key : {"emotion_accuracy", "emotion_mean_class_accuracy", "au_mean_f1", "compound_accuracy",
+                          "device", "train_seconds", "images_per_second"})
+    CHECK_MESSAGE(summary.contains(key), key);
+  CHECK(summary["device"] == "cpu");
+  CHECK(summary["emotion_accuracy"].get<double>() >= 0);
+  CHECK(summary["emotion_accuracy"].get<double>() <= 1);
+
+  // The weights load back into the model model.json describes.
+  const train::ModelDescription description = train::read_model_description(folder / "model.json");
+  CHECK(description.image_size == 16);
+  CHECK(description.trunk.widths == std::vector<int>{8, 8, 8, 8});
+  REQUIRE(description.heads.size() == 3);
+  CHECK(description.heads[2].name == "compound");
+  Context& ctx = Context::default_for(Device::cpu());
+  MultiHeadModel<float> model(description.trunk, description.heads);
+  model.allocate(ctx);
+  io::import_model_weights(ctx, model.parameters(), folder / "weights.safetensors");
+  CHECK(model.parameters().values().to_vector<float>(ctx) ==
+        trainer.model().parameters().values().to_vector<float>(ctx));
+}
+
+TEST_CASE("train: a folder holding a run is replaced only when asked") {
+  const std::atomic<bool> never{false};
+  const fs::path folder = fresh_folder("refuse");
+  train::TrainConfig c = cumtl_test::tiny_train_config();
+  c.epochs = 1;
+  {
+    train::Trainer trainer(c, quiet_in(folder));
+    REQUIRE(trainer.run(never).finished);
+  }
+  train::Trainer again(c, quiet_in(folder));
+  CHECK_ERROR_WITH(again.run(never), "already holds a run: pass --resume");
+  CHECK(fs::exists(folder / "weights.safetensors"));
+  train::TrainerOptions options = quiet_in(folder);
+  options.overwrite = true;
+  train::Trainer replacing(c, options);
+  CHECK(replacing.run(never).finished);
+  CHECK_ERROR_WITH(train::Trainer::resume(quiet_in(fresh_folder("empty"))), "has no checkpoints");
+}
+
+TEST_CASE("train: bad data fails before the folder is made or leaves no weights") {
+  const std::atomic<bool> never{false};
+  train::TrainConfig c = cumtl_test::tiny_train_config();
+  c.data = {"manifest"};
+  c.train_manifest = (fresh_folder("missing") / "manifest.csv").string();
+  const fs::path untouched = fresh_folder("untouched");
+  CHECK_ERROR_WITH(train::Trainer(c, quiet_in(untouched)), "manifest.csv");
+  CHECK_FALSE(fs::exists(untouched));
+
+  // A manifest whose fifth image is not an image: the run fails naming it, and writes no weights.
+  const fs::path images = fresh_folder("bad_image");
+  fs::create_directories(images);
+  data::SynthOptions synth;
+  synth.size = 16;
+  synth.domain = data::SynthDomain::test;
+  const data::SyntheticFaces faces(synth);
+  std::vector<data::ManifestRow> rows;
+  for (int i = 0; i < 24; ++i) {
+    const std::string name = "face" + std::to_string(i) + ".png";
+    if (i == 4)
+      std::ofstream(images / name) << "not a png";
+    else
+      data::write_png(images / name, faces.sample(std::uint64_t(i)).image);
+    rows.push_back({name, "test", faces.labels(std::uint64_t(i))});
+  }
+  data::write_manifest(images / "manifest.csv", rows, data::au_numbers);
+  c.train_manifest = (images / "manifest.csv").string();
+  const fs::path run = fresh_folder("failed_run");
+  train::Trainer trainer(c, quiet_in(run));
+  CHECK_ERROR_WITH(trainer.run(never), "face4.png");
+  CHECK_FALSE(fs::exists(run / "weights.safetensors"));
+  CHECK_FALSE(fs::exists(run / "summary.json"));
+  CHECK_FALSE(fs::exists(run / "model.json"));
+}
+
+TEST_CASE("train: model.json round trip and a broken one named") {
+  const fs::path folder = fresh_folder("model_json");
+  fs::create_directories(folder);
+  train::ModelDescription description;
+  description.trunk = ResNetSpec::resnet50();
+  description.heads = train::head_specs(cumtl_test::tiny_train_config());
+  description.image_size = 224;
+  description.loss.normalization = LossNormalization::per_sample;
+  train::write_model_description(folder / "model.json", description);
+  const train::ModelDescription back = train::read_model_description(folder / "model.json");
+  CHECK(back.trunk.block == BlockKind::bottleneck);
+  CHECK(back.trunk.blocks == std::vector<int>{3, 4, 6, 3});
+  CHECK(back.trunk.stem == StemKind::imagenet);
+  CHECK(back.image_size == 224);
+  REQUIRE(back.heads.size() == 2);
+  CHECK(back.heads[1].output_names == description.heads[1].output_names);
+  CHECK(back.loss.normalization == LossNormalization::per_sample);
+
+  std::ofstream(folder / "broken.json") << R"({"format": "cumtl-model-1", "trunk": {"block": "basic"}})";
+  CHECK_ERROR_WITH(train::read_model_description(folder / "broken.json"), "broken.json");
+  CHECK_ERROR_WITH(train::read_model_description(folder / "absent.json"), "no such file");
+}
+
+}  // namespace
+}  // namespace cumtl::inline CUMTL_ABI
