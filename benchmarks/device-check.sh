@@ -3,8 +3,9 @@
 #
 # Probes the machine (card, driver, nvcc, where cuDNN and cuBLAS are), builds
 # cumtl for this card's architecture with every core, runs the GPU tests (and
-# compute-sanitizer on the kernels' tests), the microbenchmarks, and prints one
-# summary table last. It keeps going past a failing step and records it. It
+# compute-sanitizer on the kernels' tests), the microbenchmarks, cumtl-bench-e2e
+# against benchmarks/pytorch_reference.py (eager, AMP, torch.compile) with the
+# numerical check of both against float64, and prints the summary tables last. It keeps going past a failing step and records it. It
 # also saves what only a GPU can tell: the real cuDNN device-properties JSON
 # (to refresh tests/fixtures/cudnn_h100_device.json) and, for failing GPU
 # tests, the cuDNN log at level 2. Everything goes under OUTDIR.
@@ -115,14 +116,66 @@ else
 fi
 
 # Microbenchmarks: JSON per binary; the GPU ones skip themselves without a GPU.
-for bench in elementwise multitask_loss loader; do
+for bench in elementwise multitask_loss loader batchnorm pooling activation optimizer preprocess convolution linear; do
   filter="."
   [ "$gpu" = 1 ] || filter="cpu"
   run "benchmark: $bench" "$out/bench-$bench.log" \
-    "$build/benchmarks/cumtl-bench-$bench" --benchmark_filter="$filter" --benchmark_min_time=0.2 \
+    "$build/benchmarks/cumtl-bench-$bench" --benchmark_filter="$filter" --benchmark_min_time=0.1 \
     --benchmark_out="$out/bench-$bench.json" --benchmark_out_format=json
 done
-record "end-to-end vs PyTorch" "not run" "cumtl-bench-e2e and the PyTorch peer are not written yet"
+
+# End to end against the PyTorch peer, side by side in this run: ResNet-18 at
+# 112 px and ResNet-50 at 224 px on a GPU; a small CPU configuration elsewhere,
+# so the plumbing is exercised. Then the numerical check: cumtl's logits, loss
+# and gradients against PyTorch in float64 from the same weights and batch.
+torch_python=""
+for candidate in python3 /usr/bin/python3 python; do
+  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c "import torch" >/dev/null 2>&1; then
+    torch_python="$(command -v "$candidate")"
+    break
+  fi
+done
+if [ "$gpu" = 1 ]; then
+  # torch.compile costs a minute or more per model: once, at ResNet-18, within the 8-minute budget.
+  e2e_configs=("resnet18 112 128 cuda eager,eager-fp32,amp,compile" "resnet50 224 64 cuda eager,amp")
+  e2e_steps=20
+else
+  e2e_configs=("small 48 32 cpu eager")
+  e2e_steps=3
+fi
+for config in "${e2e_configs[@]}"; do
+  read -r model size batch device modes <<<"$config"
+  tag="$model-$size"
+  run "e2e cumtl: $tag" "$out/e2e-cumtl-$tag.json" \
+    "$build/benchmarks/cumtl-bench-e2e" --model "$model" --size "$size" --batch "$batch" --steps "$e2e_steps" \
+    --device "$device" --json
+  if [ -n "$torch_python" ]; then
+    run "e2e pytorch: $tag" "$out/e2e-pytorch-$tag.json" \
+      "$torch_python" "$root/benchmarks/pytorch_reference.py" --model "$model" --size "$size" --batch "$batch" \
+      --steps "$e2e_steps" --device "$device" --modes "$modes" --json
+  else
+    record "e2e pytorch: $tag" "not run" "no Python with torch found"
+  fi
+done
+check_configs=("small 48 cpu")
+[ "$gpu" = 1 ] && check_configs+=("resnet18 112 cuda")
+for config in "${check_configs[@]}"; do
+  read -r model size device <<<"$config"
+  tag="$model-$size-$device"
+  rm -rf "$out/check-$tag"
+  run "check-out: $tag" "$out/check-out-$tag.log" \
+    "$build/benchmarks/cumtl-bench-e2e" --model "$model" --size "$size" --batch 8 --device "$device" \
+    --check-out "$out/check-$tag"
+  if [ -n "$torch_python" ]; then
+    # cumtl runs with its default numerics (TF32 allowed on the GPU), hence the looser GPU tolerance.
+    tolerance=1e-3
+    [ "$device" = cuda ] && tolerance=2e-2
+    run "numerical check vs PyTorch: $tag" "$out/check-$tag.log" \
+      "$torch_python" "$root/benchmarks/pytorch_reference.py" --check "$out/check-$tag" --tolerance "$tolerance"
+  else
+    record "numerical check vs PyTorch: $tag" "not run" "no Python with torch found"
+  fi
+done
 
 echo
 echo "=== device check: $(head -1 "$out/machine.txt"), $(sed -n 2p "$out/machine.txt")"
@@ -153,6 +206,39 @@ if rows:
     print(f"{'benchmark':46} {'bandwidth':>14} {'':>14} {'':>16}")
     for name, gbps, fraction, images in rows:
         print(f"{name:46} {gbps:>14} {fraction:>14} {images:>16}")
+PY
+fi
+# End-to-end table: images/s of cumtl and of each PyTorch mode, and the ratios.
+if command -v python3 >/dev/null 2>&1; then
+  python3 - "$out" <<'PY'
+import glob, json, os, sys
+out = sys.argv[1]
+def lines(path):
+    try:
+        return [json.loads(l) for l in open(path) if l.strip().startswith("{")]
+    except (OSError, ValueError):
+        return []
+rows = []
+for path in sorted(glob.glob(out + "/e2e-cumtl-*.json")):
+    tag = os.path.basename(path)[len("e2e-cumtl-"):-len(".json")]
+    ours = lines(path)
+    if not ours:
+        continue
+    ours = ours[0]
+    rows.append((tag, "cumtl", ours["train_images_per_second"], ours["inference_images_per_second"], "", ""))
+    for peer in lines(out + f"/e2e-pytorch-{tag}.json"):
+        if not peer.get("available", True) or "train_images_per_second" not in peer:
+            rows.append((tag, "pytorch " + peer.get("mode", "?"), None, None, "", peer.get("reason", "not available")))
+            continue
+        t, i = peer["train_images_per_second"], peer["inference_images_per_second"]
+        rows.append((tag, "pytorch " + peer["mode"], t, i,
+                     f"{ours['train_images_per_second'] / t:.2f} / {ours['inference_images_per_second'] / i:.2f}", ""))
+if rows:
+    print(f"{'end to end':16} {'framework':22} {'train img/s':>12} {'infer img/s':>12} {'cumtl/peer (train / infer)':>28}")
+    for tag, who, t, i, ratio, note in rows:
+        t_text = f"{t:12.1f}" if t is not None else f"{'-':>12}"
+        i_text = f"{i:12.1f}" if i is not None else f"{'-':>12}"
+        print(f"{tag:16} {who:22} {t_text} {i_text} {ratio:>28} {note}")
 PY
 fi
 echo

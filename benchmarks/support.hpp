@@ -82,6 +82,59 @@ inline double measured_peak_bandwidth(cumtl::Context& ctx) {
   return peak;
 }
 
+// The practical peak of this card's fp32 math, in TFLOP/s: the best of five
+// 8192×8192×8192 cuBLAS SGEMMs (2·8192³ FLOPs each) after a warm-up, measured
+// once per process and mode. Why measured and not a datasheet figure: what a
+// convolution or a GEMM can reach depends on this card's sustained clocks and
+// power limit, and a large square SGEMM is the best-known way to approach it,
+// so `fraction_of_peak_math` reads as "how far from the best this card does".
+// tf32 = false leaves cuBLAS's default math (plain fp32 FMA, no tensor cores),
+// which is what cumtl's cuBLAS calls use; tf32 = true allows TF32 tensor cores,
+// which is the peak to judge cuDNN convolutions by when ctx.numerics() allows
+// TF32 (its default). A handle of its own keeps ctx's cuBLAS settings untouched.
+inline double measured_peak_tflops(cumtl::Context& ctx, bool tf32 = false) {
+  const auto measure = [&ctx](bool tensor_cores) {
+    constexpr int n = 8192;
+    const cumtl::Shape square{n, n};
+    cumtl::Tensor a = cumtl::Tensor::empty(ctx, square, cumtl::ScalarType::f32);
+    cumtl::Tensor b = cumtl::Tensor::empty(ctx, square, cumtl::ScalarType::f32);
+    cumtl::Tensor c = cumtl::Tensor::empty(ctx, square, cumtl::ScalarType::f32);
+    // Random operands: tensor cores draw less power (and clock higher) on zeros.
+    cumtl::Generator generator(8192);
+    cumtl::ops::uniform(ctx, a, generator, -1, 1);
+    cumtl::ops::uniform(ctx, b, generator, -1, 1);
+    struct Handle {
+      cublasHandle_t get = nullptr;
+      Handle() { CUMTL_CHECK_CUBLAS(cublasCreate(&get)); }
+      ~Handle() { (void)cublasDestroy(get); }
+      Handle(const Handle&) = delete;
+      Handle& operator=(const Handle&) = delete;
+    } handle;
+    CUMTL_CHECK_CUBLAS(cublasSetStream(handle.get, ctx.stream()));
+    CUMTL_CHECK_CUBLAS(cublasSetMathMode(handle.get, tensor_cores ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    const float one = 1, zero = 0;
+    const auto gemm = [&] {
+      CUMTL_CHECK_CUBLAS(cublasSgemm(handle.get, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, a.data<float>(), n,
+                                     b.data<float>(), n, &zero, c.data<float>(), n));
+    };
+    gemm();  // warm-up: cuBLAS picks and loads its kernel
+    GpuTimer timer;
+    double best = 0;
+    for (int repeat = 0; repeat < 5; ++repeat) {
+      timer.start(ctx);
+      gemm();
+      best = std::max(best, 2.0 * double(n) * double(n) * double(n) / timer.stop(ctx));
+    }
+    return best / 1e12;
+  };
+  if (tf32) {
+    static const double tf32_peak = measure(true);
+    return tf32_peak;
+  }
+  static const double fp32_peak = measure(false);
+  return fp32_peak;
+}
+
 // Runs `launch` once per iteration with an L2 flush before it and CUDA-event
 // timing around it, then reports bytes per second and the fraction of peak.
 template <class Launch>

@@ -23,6 +23,8 @@
 #include "../support/testing.hpp"
 
 using cumtl::CudnnError;
+using cumtl::resnet_convolutions;
+using cumtl::square_conv;
 using cumtl::cuda::BackendDescriptor;
 using cumtl::cuda::build_conv_plan;
 using cumtl::cuda::ConvCandidates;
@@ -76,75 +78,14 @@ std::pair<int, std::string> cudnn_error(Action&& action) {
   return {-1, "(nothing was thrown)"};
 }
 
-// A square convolution; the padding keeps the size at stride 1 unless given.
-ConvShape square_conv(std::int64_t batch, std::int64_t size, std::int64_t c, std::int64_t k, std::int64_t r,
-                      std::int64_t stride, std::int64_t pad = -1) {
-  ConvShape shape;
-  shape.n = batch;
-  shape.h = shape.w = size;
-  shape.c = c;
-  shape.k = k;
-  shape.r = shape.s = r;
-  shape.pad_h = shape.pad_w = pad < 0 ? (r - 1) / 2 : pad;
-  shape.stride_h = shape.stride_w = stride;
-  return shape;
-}
-
 // ConvShape::str() shows every field, so equal texts mean equal shapes.
 bool contains(const std::vector<ConvShape>& shapes, const ConvShape& shape) {
   return std::any_of(shapes.begin(), shapes.end(), [&shape](const ConvShape& s) { return s.str() == shape.str(); });
 }
 
-struct ResNetSpec {
-  std::int64_t batch, input;
-  std::int64_t stem_k, stem_r, stem_stride, stem_pad;
-  bool max_pool;  // 3x3 stride 2 pad 1 after the stem
-  bool bottleneck;
-  std::vector<std::int64_t> widths;
-  std::vector<int> blocks;
-};
-
-// Every distinct convolution of the network, in order of appearance. Stages
-// after the first start with stride 2 (on the 3x3 of a bottleneck, as in
-// torchvision); a block whose shape changes gets a 1x1 projection shortcut.
-std::vector<ConvShape> resnet_convs(const ResNetSpec& spec) {
-  std::vector<ConvShape> shapes;
-  const auto add = [&shapes](const ConvShape& shape) {
-    if (!contains(shapes, shape)) shapes.push_back(shape);
-  };
-  const ConvShape stem =
-      square_conv(spec.batch, spec.input, 3, spec.stem_k, spec.stem_r, spec.stem_stride, spec.stem_pad);
-  add(stem);
-  std::int64_t size = stem.out_h(), channels = spec.stem_k;
-  if (spec.max_pool) size = (size + 2 - 3) / 2 + 1;
-  for (std::size_t stage = 0; stage < spec.widths.size(); ++stage) {
-    const std::int64_t width = spec.widths[stage], out = spec.bottleneck ? 4 * width : width;
-    for (int block = 0; block < spec.blocks[stage]; ++block) {
-      const std::int64_t stride = block == 0 && stage > 0 ? 2 : 1;
-      std::int64_t next = 0;
-      if (spec.bottleneck) {
-        add(square_conv(spec.batch, size, channels, width, 1, 1));
-        const ConvShape middle = square_conv(spec.batch, size, width, width, 3, stride);
-        add(middle);
-        next = middle.out_h();
-        add(square_conv(spec.batch, next, width, out, 1, 1));
-      } else {
-        const ConvShape first = square_conv(spec.batch, size, channels, width, 3, stride);
-        add(first);
-        next = first.out_h();
-        add(square_conv(spec.batch, next, width, width, 3, 1));
-      }
-      if (stride != 1 || channels != out) add(square_conv(spec.batch, size, channels, out, 1, stride));
-      size = next;
-      channels = out;
-    }
-  }
-  return shapes;
-}
-
-const ResNetSpec resnet18{8, 224, 64, 7, 2, 3, true, false, {64, 128, 256, 512}, {2, 2, 2, 2}};
-const ResNetSpec resnet50{8, 224, 64, 7, 2, 3, true, true, {64, 128, 256, 512}, {3, 4, 6, 3}};
-const ResNetSpec small_resnet{8, 64, 16, 3, 1, 1, false, false, {16, 32, 64, 128}, {1, 1, 1, 1}};
+const cumtl::ResNetConvLayout resnet18{8, 224, 64, 7, 2, 3, true, false, {64, 128, 256, 512}, {2, 2, 2, 2}};
+const cumtl::ResNetConvLayout resnet50{8, 224, 64, 7, 2, 3, true, true, {64, 128, 256, 512}, {3, 4, 6, 3}};
+const cumtl::ResNetConvLayout small_resnet{8, 64, 16, 3, 1, 1, false, false, {16, 32, 64, 128}, {1, 1, 1, 1}};
 
 void check_plans_finalize(const std::vector<ConvShape>& shapes) {
   const ConvNumerics strict{.allow_tf32 = false, .deterministic = true};
@@ -404,7 +345,7 @@ TEST_SUITE("cudnn") {
   }
 
   TEST_CASE("cudnn: plans finalize for every ResNet-18 convolution") {
-    const std::vector<ConvShape> shapes = resnet_convs(resnet18);
+    const std::vector<ConvShape> shapes = resnet_convolutions(resnet18);
     REQUIRE(shapes.size() == 11);
     CHECK(shapes.front().str() == "x[8, 224, 224, 3] * w[64, 7, 7, 3] stride 2 pad 3 dilation 1 -> y[8, 112, 112, 64]");
     CHECK(shapes[1].str() == "x[8, 56, 56, 64] * w[64, 3, 3, 64] stride 1 pad 1 dilation 1 -> y[8, 56, 56, 64]");
@@ -415,7 +356,7 @@ TEST_SUITE("cudnn") {
   }
 
   TEST_CASE("cudnn: plans finalize for every ResNet-50 convolution") {
-    const std::vector<ConvShape> shapes = resnet_convs(resnet50);
+    const std::vector<ConvShape> shapes = resnet_convolutions(resnet50);
     REQUIRE(shapes.size() == 23);
     const ConvShape projection = square_conv(8, 56, 256, 512, 1, 2);
     CHECK(contains(shapes, projection));
@@ -428,7 +369,7 @@ TEST_SUITE("cudnn") {
   }
 
   TEST_CASE("cudnn: plans finalize for every convolution of the small CPU ResNet") {
-    const std::vector<ConvShape> shapes = resnet_convs(small_resnet);
+    const std::vector<ConvShape> shapes = resnet_convolutions(small_resnet);
     REQUIRE(shapes.size() == 11);
     CHECK(shapes.front().str() == "x[8, 64, 64, 3] * w[16, 3, 3, 3] stride 1 pad 1 dilation 1 -> y[8, 64, 64, 16]");
     CHECK(shapes.back().str() == "x[8, 16, 16, 64] * w[128, 1, 1, 64] stride 2 pad 0 dilation 1 -> y[8, 8, 8, 128]");

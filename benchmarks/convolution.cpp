@@ -1,0 +1,144 @@
+// 2-D convolutions, forward, backward-data and backward-filter, at every
+// distinct convolution shape of ResNet-18 and ResNet-50 on 224-pixel images,
+// batch 64, on the GPU (cuDNN graph plans, with ctx.numerics() left at its
+// defaults: TF32 allowed, non-deterministic algorithms allowed); on the CPU
+// (im2col + BLAS) two ResNet-18 3×3 shapes at batch 8 keep runs short.
+//
+// Each pass does 2·N·P·Q·K·C·R·S FLOPs; the minimum bytes are one x-sized,
+// one w-sized and one y-sized float tensor (forward reads x and w and writes
+// y; backward-data reads dy and w and writes dx; backward-filter reads x and
+// dy and writes dw). fraction_of_peak_math is against the SGEMM peak of the
+// same numeric mode (TF32 when ctx.numerics() allows it), which is the label.
+// Names read BM_conv2d_<pass>_<device>[/<networks>]/NxHxWxC_k<K>_<R>x<S>_s<stride>_p<pad>.
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "support.hpp"
+
+namespace {
+
+using cumtl::ConvShape;
+using cumtl::square_conv;
+
+// The convolutions of ResNet-18 and ResNet-50 at 224 px, batch 64 (the plan tests list the same at batch 8).
+const cumtl::ResNetConvLayout resnet18{64, 224, 64, 7, 2, 3, true, false, {64, 128, 256, 512}, {2, 2, 2, 2}};
+const cumtl::ResNetConvLayout resnet50{64, 224, 64, 7, 2, 3, true, true, {64, 128, 256, 512}, {3, 4, 6, 3}};
+
+enum class Pass { forward, backward_data, backward_filter };
+
+// The tensors of one shape's three passes, deterministic random inputs and
+// zeroed outputs (so that CPU first-touch page faults fall outside the timed loop).
+struct Problem {
+  ConvShape shape;
+  cumtl::ops::ConvGeometry geometry;
+  cumtl::Tensor x, w, y, dy, dx, dw;
+  Problem(cumtl::Context& ctx, const ConvShape& s)
+      : shape(s), geometry{.stride_h = s.stride_h, .stride_w = s.stride_w, .pad_h = s.pad_h, .pad_w = s.pad_w} {
+    const auto f32 = cumtl::ScalarType::f32;
+    const cumtl::Shape input{s.n, s.h, s.w, s.c}, filters{s.k, s.r, s.s, s.c}, output{s.n, s.out_h(), s.out_w(), s.k};
+    cumtl::Generator generator(19);
+    const auto random = [&](const cumtl::Shape& t_shape) {
+      cumtl::Tensor t = cumtl::Tensor::empty(ctx, t_shape, f32);
+      cumtl::ops::normal(ctx, t, generator, 0, 1);
+      return t;
+    };
+    x = random(input);
+    w = random(filters);
+    dy = random(output);
+    y = cumtl::Tensor::zeros(ctx, output, f32);
+    dx = cumtl::Tensor::zeros(ctx, input, f32);
+    dw = cumtl::Tensor::zeros(ctx, filters, f32);
+  }
+
+  void run(cumtl::Context& ctx, Pass pass) {
+    switch (pass) {
+      case Pass::forward: cumtl::ops::conv2d_forward(ctx, x, w, geometry, y); break;
+      case Pass::backward_data: cumtl::ops::conv2d_backward_data(ctx, dy, w, geometry, dx); break;
+      case Pass::backward_filter:
+        cumtl::ops::conv2d_backward_filter(ctx, x, dy, geometry, dw, cumtl::GradientMode::overwrite);
+        break;
+    }
+  }
+
+  double flops() const {
+    return 2.0 * double(shape.n) * double(shape.out_h()) * double(shape.out_w()) * double(shape.k) * double(shape.c) *
+           double(shape.r) * double(shape.s);
+  }
+  double bytes() const { return double(x.bytes() + w.bytes() + y.bytes()); }
+};
+
+// Printed as "FLOP=1.23T/s": FLOPs per iteration over the measured seconds.
+void report_flops(benchmark::State& state, double flops) {
+  state.counters["FLOP"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void run_cpu(benchmark::State& state, Pass pass, ConvShape shape) {
+  cumtl::Context& ctx = cumtl::Context::default_for(cumtl::Device::cpu());
+  Problem problem(ctx, shape);
+  for (auto _ : state) {
+    problem.run(ctx, pass);
+    benchmark::ClobberMemory();
+  }
+  state.SetLabel("fp32, im2col + BLAS");
+  cumtl_bench::report_bytes(state, problem.bytes());
+  report_flops(state, problem.flops());
+}
+
+void run_cuda(benchmark::State& state, [[maybe_unused]] Pass pass, [[maybe_unused]] ConvShape shape) {
+  if (!cumtl_bench::require_gpu(state)) return;
+#if CUMTL_HAS_CUDA
+  cumtl::Context& ctx = cumtl::Context::default_for(cumtl::Device::cuda(0));
+  Problem problem(ctx, shape);
+  cumtl_bench::time_gpu(state, ctx, problem.bytes(), [&] { problem.run(ctx, pass); });
+  const cumtl::NumericsPolicy& numerics = ctx.numerics();
+  state.SetLabel(std::string("cuDNN, ") + (numerics.allow_tf32 ? "TF32 allowed" : "fp32 strict") +
+                 (numerics.deterministic ? ", deterministic" : ""));
+  const double peak = cumtl_bench::measured_peak_tflops(ctx, numerics.allow_tf32);
+  report_flops(state, problem.flops());
+  state.counters["fraction_of_peak_math"] =
+      benchmark::Counter(problem.flops() / 1e12 / peak, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["peak_TFLOPS"] = peak;
+#endif
+}
+
+std::string shape_name(const ConvShape& s) {
+  const auto text = [](std::int64_t v) { return std::to_string(v); };
+  return text(s.n) + "x" + text(s.h) + "x" + text(s.w) + "x" + text(s.c) + "_k" + text(s.k) + "_" + text(s.r) + "x" +
+         text(s.s) + "_s" + text(s.stride_h) + "_p" + text(s.pad_h);
+}
+
+constexpr const char* pass_names[] = {"forward", "backward_data", "backward_filter"};
+
+// Registered at start-up so that each name spells out its shape and which of
+// the two networks has it.
+[[maybe_unused]] const bool registered = [] {
+  const std::vector<ConvShape> r18 = cumtl::resnet_convolutions(resnet18), r50 = cumtl::resnet_convolutions(resnet50);
+  std::vector<ConvShape> gpu_shapes = r18;
+  for (const ConvShape& s : r50)
+    if (std::find(r18.begin(), r18.end(), s) == r18.end()) gpu_shapes.push_back(s);
+  const std::vector<ConvShape> cpu_shapes{square_conv(8, 56, 64, 64, 3, 1), square_conv(8, 14, 256, 256, 3, 1)};
+
+  for (Pass pass : {Pass::forward, Pass::backward_data, Pass::backward_filter}) {
+    const std::string prefix = std::string("BM_conv2d_") + pass_names[int(pass)];
+    for (const ConvShape& s : cpu_shapes)
+      // Real time: the BLAS runs on threads of its own, which the main thread's CPU time misses.
+      benchmark::RegisterBenchmark((prefix + "_cpu/" + shape_name(s)).c_str(), run_cpu, pass, s)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond);
+    for (const ConvShape& s : gpu_shapes) {
+      const bool in18 = std::find(r18.begin(), r18.end(), s) != r18.end();
+      const bool in50 = std::find(r50.begin(), r50.end(), s) != r50.end();
+      const std::string networks = in18 && in50 ? "r18+r50" : in18 ? "r18" : "r50";
+      benchmark::RegisterBenchmark((prefix + "_cuda/" + networks + "/" + shape_name(s)).c_str(), run_cuda, pass, s)
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
+  }
+  return true;
+}();
+
+}  // namespace
+
+BENCHMARK_MAIN();
