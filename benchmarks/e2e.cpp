@@ -82,26 +82,6 @@ double mean(const std::vector<double>& values) {
   return std::accumulate(values.begin(), values.end(), 0.0) / double(values.size());
 }
 
-class Optimizer {
- public:
-  Optimizer(Context& ctx, ParameterStore& store, const std::string& kind) {
-    if (kind == "adamw")
-      adamw_.emplace(ctx, store, optim::AdamWOptions{.lr = 1e-3, .weight_decay = 0.05});
-    else
-      sgd_.emplace(ctx, store, optim::SgdOptions{.lr = 0.01, .momentum = 0.9, .weight_decay = 5e-4});
-  }
-  void step(Context& ctx) {
-    if (sgd_)
-      sgd_->step(ctx);
-    else
-      adamw_->step(ctx);
-  }
-
- private:
-  std::optional<optim::Sgd> sgd_;
-  std::optional<optim::AdamW> adamw_;
-};
-
 // The --check-out files: model.json, the initial weights in PyTorch's layout,
 // and one training-mode batch's inputs, logits, loss and some gradients.
 void write_check(Context& ctx, MultiHeadModel<float>& model, const train::ModelDescription& description,
@@ -171,7 +151,11 @@ int run(const Options& o) {
   }
 
   MultiTaskLoss loss(heads);
-  Optimizer optimizer(ctx, model.parameters(), o.optimizer);
+  optim::AnyOptimizer optimizer =
+      o.optimizer == "adamw"
+          ? optim::AnyOptimizer(ctx, model.parameters(), optim::AdamWOptions{.lr = 1e-3, .weight_decay = 0.05})
+          : optim::AnyOptimizer(ctx, model.parameters(),
+                                optim::SgdOptions{.lr = 0.01, .momentum = 0.9, .weight_decay = 5e-4});
   Tensor images = Tensor::empty(ctx, Shape::nhwc(o.batch, o.size, o.size, 3), ScalarType::f32);
   ops::normal(ctx, images, generator, 0.0, 1.0);
   const MultiTaskLabels labels = mixed_labels(ctx, o.batch, heads[1].outputs, 3);

@@ -206,4 +206,11 @@ class Tensor {
   ScalarType dtype_ = ScalarType::f32;
 };
 
+// A tensor under a name: a safetensors entry, an optimizer's state tensor.
+// The handle shares the tensor's memory, so copying into it restores state in place.
+struct NamedTensor {
+  std::string name;
+  Tensor tensor;
+};
+
 }  // namespace cumtl::inline CUMTL_ABI

@@ -51,10 +51,7 @@ namespace cumtl::inline CUMTL_ABI::io {
 // The data is written as it lies in memory; safetensors is little-endian.
 static_assert(std::endian::native == std::endian::little, "cumtl::io assumes a little-endian host");
 
-struct NamedTensor {
-  std::string name;
-  Tensor tensor;
-};
+using cumtl::NamedTensor;
 
 // "__metadata__": free-form string pairs.
 using Metadata = std::map<std::string, std::string>;

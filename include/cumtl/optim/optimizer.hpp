@@ -20,6 +20,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -85,12 +86,9 @@ inline void adamw_update(Context& ctx, Tensor& values, const Tensor& gradients, 
 
 namespace cumtl::inline CUMTL_ABI::optim {
 
-// A state tensor under the name PyTorch gives it; the handle shares the
-// optimizer's memory, so a checkpoint restores it with ops::copy.
-struct NamedTensor {
-  std::string name;
-  Tensor tensor;
-};
+// state() names each state tensor as PyTorch does; the handles share the
+// optimizer's memory, so a checkpoint restores them with ops::copy.
+using cumtl::NamedTensor;
 
 namespace detail {
 
@@ -195,6 +193,33 @@ class AdamW {
   AdamWOptions options_;
   Tensor decay_mask_, exp_avg_, exp_avg_sq_;
   std::uint64_t steps_ = 0;
+};
+
+// SGD or AdamW, chosen at run time (a program's --optimizer flag).
+class AnyOptimizer {
+ public:
+  AnyOptimizer(Context& ctx, ParameterStore& store, SgdOptions options) { sgd_.emplace(ctx, store, options); }
+  AnyOptimizer(Context& ctx, ParameterStore& store, AdamWOptions options) { adamw_.emplace(ctx, store, options); }
+
+  void step(Context& ctx, double lr) {
+    if (sgd_)
+      sgd_->step(ctx, lr);
+    else
+      adamw_->step(ctx, lr);
+  }
+  void step(Context& ctx) { step(ctx, sgd_ ? sgd_->options().lr : adamw_->options().lr); }
+  std::uint64_t steps() const noexcept { return sgd_ ? sgd_->steps() : adamw_->steps(); }
+  void set_steps(std::uint64_t steps) noexcept {
+    if (sgd_)
+      sgd_->set_steps(steps);
+    else
+      adamw_->set_steps(steps);
+  }
+  std::vector<NamedTensor> state() const { return sgd_ ? sgd_->state() : adamw_->state(); }
+
+ private:
+  std::optional<Sgd> sgd_;  // exactly one of the two
+  std::optional<AdamW> adamw_;
 };
 
 }  // namespace cumtl::inline CUMTL_ABI::optim

@@ -237,9 +237,9 @@ class Trainer {
     lr_ = config_.lr > 0 ? config_.lr : adamw ? 2e-3 : 0.05;
     const double decay = config_.weight_decay >= 0 ? config_.weight_decay : adamw ? 0.05 : 5e-4;
     if (adamw)
-      adamw_.emplace(*ctx_, model_.parameters(), optim::AdamWOptions{.lr = lr_, .weight_decay = decay});
+      optimizer_.emplace(*ctx_, model_.parameters(), optim::AdamWOptions{.lr = lr_, .weight_decay = decay});
     else
-      sgd_.emplace(*ctx_, model_.parameters(),
+      optimizer_.emplace(*ctx_, model_.parameters(),
                                      optim::SgdOptions{.lr = lr_, .momentum = config_.momentum,
                                                        .nesterov = config_.nesterov && config_.momentum > 0,
                                                        .weight_decay = decay});
@@ -262,14 +262,6 @@ class Trainer {
       CUMTL_FAIL("unknown schedule '", config_.schedule, "': expected constant, step or cosine");
     }
     (void)schedule_.lr(0);  // validates the settings now rather than at the first step
-  }
-
-  // The optimizer's state tensors as a checkpoint names them; the handles share its memory.
-  std::vector<io::NamedTensor> optimizer_state() const {
-    std::vector<io::NamedTensor> state;
-    for (optim::NamedTensor& named : sgd_ ? sgd_->state() : adamw_->state())
-      state.push_back({std::move(named.name), named.tensor});
-    return state;
   }
 
   void prepare_folder() {
@@ -339,10 +331,7 @@ class Trainer {
       loss_.compute(*ctx_, LossMode::train, logits, batch->labels, dlogits);
       model_.backward(*ctx_, dlogits, GradientMode::overwrite);
       const double lr = schedule_.lr(step_);
-      if (sgd_)
-        sgd_->step(*ctx_, lr);
-      else
-        adamw_->step(*ctx_, lr);
+      optimizer_->step(*ctx_, lr);
       const double batch_loss = loss_.read(*ctx_).total;
       CUMTL_REQUIRE(std::isfinite(batch_loss), "the loss became ", batch_loss, " at step ", step_,
                     ": lower the learning rate (--lr, now ", lr_, ")");
@@ -424,7 +413,7 @@ class Trainer {
     const nlohmann::json configuration = {{"config", to_json(config_)}, {"state", state}};
     io::CheckpointContents contents;
     contents.model = &model_.parameters();
-    contents.optimizer_state = optimizer_state();
+    contents.optimizer_state = optimizer_->state();
     contents.progress = {.epoch = step_ / batches_per_epoch_,
                          .step = step_,
                          .rng_seed = config_.seed,
@@ -441,16 +430,13 @@ class Trainer {
   void restore(const std::filesystem::path& file) {
     io::CheckpointContents contents;
     contents.model = &model_.parameters();
-    contents.optimizer_state = optimizer_state();
+    contents.optimizer_state = optimizer_->state();
     io::load_checkpoint(*ctx_, file, contents);
     const nlohmann::json state = nlohmann::json::parse(contents.configuration).at("state");
     step_ = contents.progress.step;
     CUMTL_REQUIRE(step_ >= 0 && step_ <= total_steps_, "checkpoint '", file.string(), "' is at step ", step_,
                   " of a run of ", total_steps_);
-    if (sgd_)
-      sgd_->set_steps(std::uint64_t(step_));
-    else
-      adamw_->set_steps(std::uint64_t(step_));
+    optimizer_->set_steps(std::uint64_t(step_));
     history_ = state.at("history").get<std::vector<nlohmann::json>>();
     epoch_loss_sum_ = state.at("epoch_loss_sum").get<double>();
     epoch_images_ = state.at("epoch_images").get<std::int64_t>();
@@ -534,8 +520,7 @@ class Trainer {
   MultiHeadModel<float> model_;
   MultiTaskLoss loss_;
   std::optional<data::Loader> train_loader_;
-  std::optional<optim::Sgd> sgd_;  // one of the two
-  std::optional<optim::AdamW> adamw_;
+  std::optional<optim::AnyOptimizer> optimizer_;
   optim::Schedule schedule_;
   double lr_ = 0;
   std::int64_t batches_per_epoch_ = 0, total_steps_ = 0, epochs_ = 0;
