@@ -15,20 +15,136 @@
 
 namespace cumtl::inline CUMTL_ABI::cpu {
 
+namespace detail {
+
+// The element loops below take the activation and the presence of a residual
+// as template arguments (a per-element `relu ? y[i] : 0` is a conditional load,
+// which keeps the compiler from vectorizing), read the per-channel constants
+// from one array each rather than from an array of structs, and tell the
+// compiler that their iterations are independent: every output element
+// depends only on the same element of the inputs, also where an output is an
+// input (y the residual, dresidual dy), and the per-channel sums are distinct
+// arrays. Each element's arithmetic is the kernels' own.
+#if defined(__clang__)
+#define CUMTL_CPU_INDEPENDENT_ITERATIONS _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define CUMTL_CPU_INDEPENDENT_ITERATIONS _Pragma("GCC ivdep")
+#else
+#define CUMTL_CPU_INDEPENDENT_ITERATIONS
+#endif
+
+// Per-channel constants of batchnorm_output, one array per member.
+template <class T>
+struct BatchnormAffineColumns {
+  std::vector<T> mean, scale, shift;
+
+  explicit BatchnormAffineColumns(std::size_t channels) : mean(channels), scale(channels), shift(channels) {}
+  void set(std::size_t c, const kernels::BatchnormAffine<T>& affine) {
+    mean[c] = affine.mean, scale[c] = affine.scale, shift[c] = affine.shift;
+  }
+};
+
+// Per-channel constants of batchnorm_input_gradient, one array per member.
+template <class T>
+struct BatchnormGradientColumns {
+  std::vector<T> mean, invstd, scale, mean_dpre, mean_dpre_xhat;
+
+  explicit BatchnormGradientColumns(std::size_t channels)
+      : mean(channels), invstd(channels), scale(channels), mean_dpre(channels), mean_dpre_xhat(channels) {}
+  void set(std::size_t c, const kernels::BatchnormGradientAffine<T>& affine) {
+    mean[c] = affine.mean, invstd[c] = affine.invstd, scale[c] = affine.scale;
+    mean_dpre[c] = affine.mean_dpre, mean_dpre_xhat[c] = affine.mean_dpre_xhat;
+  }
+};
+
+// Calls f.template operator()<Relu, Residual>() with the two flags as compile-time constants.
+template <class F>
+void with_relu_and_residual(bool relu, bool residual, F&& f) {
+  if (relu && residual)
+    f.template operator()<true, true>();
+  else if (relu)
+    f.template operator()<true, false>();
+  else if (residual)
+    f.template operator()<false, true>();
+  else
+    f.template operator()<false, false>();
+}
+
+template <bool Relu, bool Residual, class T>
+void batchnorm_apply_rows(std::int64_t rows, std::int64_t channels, const T* x, const T* residual,
+                          const BatchnormAffineColumns<T>& affine, T* y) {
+  const T *mean = affine.mean.data(), *scale = affine.scale.data(), *shift = affine.shift.data();
+  for (std::int64_t row = 0; row < rows; ++row) {
+    const std::int64_t offset = row * channels;
+    CUMTL_CPU_INDEPENDENT_ITERATIONS
+    for (std::int64_t c = 0; c < channels; ++c) {
+      const std::int64_t i = offset + c;
+      T add = T(0);
+      if constexpr (Residual) add = residual[i];
+      y[i] = kernels::batchnorm_output(x[i], add, kernels::BatchnormAffine<T>{mean[c], scale[c], shift[c]}, Relu);
+    }
+  }
+}
+
+// The gradient at the pre-activation goes through a row buffer: selecting and
+// widening it in the loop that sums in double leaves control flow there, which
+// the compiler does not vectorize.
+template <bool Relu, class T>
+void batchnorm_gradient_sums(std::int64_t rows, std::int64_t channels, const T* dy, const T* x, const T* y,
+                             const T* saved_mean, double* dpre_sum, double* centered_sum) {
+  std::vector<T> row_dpre(static_cast<std::size_t>(channels));
+  T* dpre = row_dpre.data();
+  for (std::int64_t row = 0; row < rows; ++row) {
+    const std::int64_t offset = row * channels;
+    CUMTL_CPU_INDEPENDENT_ITERATIONS
+    for (std::int64_t c = 0; c < channels; ++c) {
+      T mask = T(0);
+      if constexpr (Relu) mask = y[offset + c];
+      dpre[c] = kernels::batchnorm_pre_gradient(dy[offset + c], mask, Relu);
+    }
+    CUMTL_CPU_INDEPENDENT_ITERATIONS
+    for (std::int64_t c = 0; c < channels; ++c) {
+      const double value = double(dpre[c]);
+      dpre_sum[c] += value;
+      centered_sum[c] += value * (double(x[offset + c]) - double(saved_mean[c]));
+    }
+  }
+}
+
+template <bool Relu, bool Residual, class T>
+void batchnorm_input_gradient_rows(std::int64_t rows, std::int64_t channels, const T* dy, const T* x, const T* y,
+                                   const BatchnormGradientColumns<T>& affine, T* dx, T* dresidual) {
+  const T *mean = affine.mean.data(), *invstd = affine.invstd.data(), *scale = affine.scale.data();
+  const T *mean_dpre = affine.mean_dpre.data(), *mean_dpre_xhat = affine.mean_dpre_xhat.data();
+  for (std::int64_t row = 0; row < rows; ++row) {
+    const std::int64_t offset = row * channels;
+    CUMTL_CPU_INDEPENDENT_ITERATIONS
+    for (std::int64_t c = 0; c < channels; ++c) {
+      const std::int64_t i = offset + c;
+      T mask = T(0);
+      if constexpr (Relu) mask = y[i];
+      const T dpre = kernels::batchnorm_pre_gradient(dy[i], mask, Relu);
+      if constexpr (Residual) dresidual[i] = dpre;
+      dx[i] = kernels::batchnorm_input_gradient(
+          dpre, x[i],
+          kernels::BatchnormGradientAffine<T>{mean[c], invstd[c], scale[c], mean_dpre[c], mean_dpre_xhat[c]});
+    }
+  }
+}
+
+}  // namespace detail
+
 // y = act(bn(x) + residual) with a given normalization; shared by train and eval.
 template <class T>
 void batchnorm_apply(std::int64_t rows, std::int64_t channels, const T* x, const T* residual, const T* gamma,
                      const T* beta, const kernels::BatchnormNormalization<T>& normalization, Activation activation,
                      T* y) {
-  std::vector<kernels::BatchnormAffine<T>> affine(static_cast<std::size_t>(channels));
+  detail::BatchnormAffineColumns<T> affine(static_cast<std::size_t>(channels));
   for (std::int64_t c = 0; c < channels; ++c)
-    affine[std::size_t(c)] = kernels::batchnorm_affine(normalization, gamma, beta, c);
-  const bool relu = activation == Activation::relu;
-  for (std::int64_t row = 0; row < rows; ++row)
-    for (std::int64_t c = 0; c < channels; ++c) {
-      const std::int64_t i = row * channels + c;
-      y[i] = kernels::batchnorm_output(x[i], residual != nullptr ? residual[i] : T(0), affine[std::size_t(c)], relu);
-    }
+    affine.set(std::size_t(c), kernels::batchnorm_affine(normalization, gamma, beta, c));
+  detail::with_relu_and_residual(activation == Activation::relu, residual != nullptr, [&]<bool Relu, bool Residual>() {
+    detail::batchnorm_apply_rows<Relu, Residual>(rows, channels, x, residual, affine, y);
+  });
 }
 
 template <class T>
@@ -67,32 +183,24 @@ void batchnorm_backward(Context&, std::int64_t rows, std::int64_t channels, cons
   const bool relu = activation == Activation::relu;
   const std::size_t width = static_cast<std::size_t>(channels);
   std::vector<double> dpre_sum(width, 0.0), centered_sum(width, 0.0);
-  for (std::int64_t row = 0; row < rows; ++row)
-    for (std::int64_t c = 0; c < channels; ++c) {
-      const std::int64_t i = row * channels + c;
-      const double dpre = double(kernels::batchnorm_pre_gradient(dy[i], relu ? y[i] : T(0), relu));
-      dpre_sum[std::size_t(c)] += dpre;
-      centered_sum[std::size_t(c)] += dpre * (double(x[i]) - double(saved_mean[c]));
-    }
+  if (relu)
+    detail::batchnorm_gradient_sums<true>(rows, channels, dy, x, y, saved_mean, dpre_sum.data(), centered_sum.data());
+  else
+    detail::batchnorm_gradient_sums<false>(rows, channels, dy, x, y, saved_mean, dpre_sum.data(), centered_sum.data());
 
-  std::vector<kernels::BatchnormGradientAffine<T>> affine(width);
+  detail::BatchnormGradientColumns<T> affine(width);
   for (std::int64_t c = 0; c < channels; ++c) {
     const kernels::BatchnormChannelGradient sums{dpre_sum[std::size_t(c)],
                                                  double(saved_invstd[c]) * centered_sum[std::size_t(c)]};
     kernels::batchnorm_store_gradient(dgamma[c], sums.dgamma, mode == GradientMode::accumulate);
     kernels::batchnorm_store_gradient(dbeta[c], sums.dbeta, mode == GradientMode::accumulate);
-    affine[std::size_t(c)] =
-        kernels::batchnorm_gradient_affine(saved_mean[c], saved_invstd[c], gamma[c], sums, double(rows));
+    affine.set(std::size_t(c),
+               kernels::batchnorm_gradient_affine(saved_mean[c], saved_invstd[c], gamma[c], sums, double(rows)));
   }
 
-  // dresidual may be dy: each element of dy is read before it is overwritten.
-  for (std::int64_t row = 0; row < rows; ++row)
-    for (std::int64_t c = 0; c < channels; ++c) {
-      const std::int64_t i = row * channels + c;
-      const T dpre = kernels::batchnorm_pre_gradient(dy[i], relu ? y[i] : T(0), relu);
-      if (dresidual != nullptr) dresidual[i] = dpre;
-      dx[i] = kernels::batchnorm_input_gradient(dpre, x[i], affine[std::size_t(c)]);
-    }
+  detail::with_relu_and_residual(relu, dresidual != nullptr, [&]<bool Relu, bool Residual>() {
+    detail::batchnorm_input_gradient_rows<Relu, Residual>(rows, channels, dy, x, y, affine, dx, dresidual);
+  });
 }
 
 }  // namespace cumtl::inline CUMTL_ABI::cpu
