@@ -1,16 +1,17 @@
 #pragma once
-// CPU twin of the convolutions: im2col + GEMM, one image at a time.
+// CPU twin of the convolutions: im2col + GEMM over groups of images.
 //
 // In NHWC the C values of one input pixel are contiguous, and KRSC filters are
 // rows of R·S·C values in (r, s, c) order. So unrolling each output pixel's
 // receptive field into a row of R·S·C values (im2col, zeros where the window
-// leaves the padded input) makes the forward pass one GEMM per image,
-// Y[P·Q, K] = cols[P·Q, R·S·C] · Wᵀ, and the backward passes two more:
-// dcols = dY · W, scattered back (col2im), and dW (+)= dYᵀ · cols. A 1×1
+// leaves the padded input) makes the forward pass one GEMM over the images of
+// a group, Y[G·P·Q, K] = cols[G·P·Q, R·S·C] · Wᵀ, and the backward passes two
+// more: dcols = dY · W, scattered back (col2im), and dW (+)= dYᵀ · cols. A 1×1
 // convolution with stride 1 and no padding needs no unrolling at all. The
-// unrolled image lives in the context's workspace.
+// unrolled images live in the context's workspace.
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -65,14 +66,27 @@ void col2im(const ConvShape& shape, const T* cols, T* image) {
     }
 }
 
-// The unrolled image of input `n`, or the input itself for a pointwise convolution.
+// The images one GEMM covers: as many as fit their unrolled rows in
+// unrolled_bytes_per_gemm (at least one). One GEMM over a group rather than one
+// per image matters on a CPU: a 4×4 or 8×8 feature map makes a GEMM of 16 or
+// 64 rows, too small to pay for BLAS's threads.
+inline constexpr std::size_t unrolled_bytes_per_gemm = std::size_t(1) << 20;
+
 template <class T>
-const T* unrolled(Context& ctx, const ConvShape& shape, const T* x, std::int64_t n) {
-  const T* image = x + n * shape.h * shape.w * shape.c;
-  if (is_pointwise(shape)) return image;
-  T* cols = static_cast<T*>(
-      ctx.workspace().reserve(sizeof(T) * std::size_t(shape.out_h() * shape.out_w() * shape.r * shape.s * shape.c)));
-  im2col(shape, image, cols);
+std::int64_t images_per_gemm(const ConvShape& shape) {
+  const std::int64_t bytes = std::int64_t(sizeof(T)) * shape.out_h() * shape.out_w() * shape.r * shape.s * shape.c;
+  return std::clamp<std::int64_t>(std::int64_t(unrolled_bytes_per_gemm) / std::max<std::int64_t>(bytes, 1), 1,
+                                  std::max<std::int64_t>(shape.n, 1));
+}
+
+// The unrolled rows of images [first, first + count), or the input itself for a pointwise convolution.
+template <class T>
+const T* unrolled(Context& ctx, const ConvShape& shape, const T* x, std::int64_t first, std::int64_t count) {
+  const std::int64_t image_size = shape.h * shape.w * shape.c;
+  if (is_pointwise(shape)) return x + first * image_size;
+  const std::int64_t rows_size = shape.out_h() * shape.out_w() * shape.r * shape.s * shape.c;
+  T* cols = static_cast<T*>(ctx.workspace().reserve(sizeof(T) * std::size_t(count * rows_size)));
+  for (std::int64_t i = 0; i < count; ++i) im2col(shape, x + (first + i) * image_size, cols + i * rows_size);
   return cols;
 }
 
@@ -82,9 +96,12 @@ const T* unrolled(Context& ctx, const ConvShape& shape, const T* x, std::int64_t
 template <class T>
 void conv_forward(Context& ctx, const ConvShape& shape, const T* x, const T* w, T* y) {
   const std::int64_t pixels = shape.out_h() * shape.out_w(), window = shape.r * shape.s * shape.c;
-  for (std::int64_t n = 0; n < shape.n; ++n)
-    gemm(false, true, pixels, shape.k, window, T(1), detail::unrolled(ctx, shape, x, n), window, w, window, T(0),
-         y + n * pixels * shape.k, shape.k);
+  const std::int64_t group = detail::images_per_gemm<T>(shape);
+  for (std::int64_t n = 0; n < shape.n; n += group) {
+    const std::int64_t count = std::min(group, shape.n - n);
+    gemm(false, true, count * pixels, shape.k, window, T(1), detail::unrolled(ctx, shape, x, n, count), window, w,
+         window, T(0), y + n * pixels * shape.k, shape.k);
+  }
 }
 
 // dx[N, H, W, C] = the input gradient (overwritten)
@@ -92,18 +109,19 @@ template <class T>
 void conv_backward_data(Context& ctx, const ConvShape& shape, const T* dy, const T* w, T* dx) {
   const std::int64_t pixels = shape.out_h() * shape.out_w(), window = shape.r * shape.s * shape.c;
   const std::int64_t image_size = shape.h * shape.w * shape.c;
-  for (std::int64_t n = 0; n < shape.n; ++n) {
-    T* image = dx + n * image_size;
-    if (detail::is_pointwise(shape)) {
-      gemm(false, false, pixels, window, shape.k, T(1), dy + n * pixels * shape.k, shape.k, w, window, T(0), image,
-           window);
-      continue;
-    }
-    T* cols = static_cast<T*>(ctx.workspace().reserve(sizeof(T) * std::size_t(pixels * window)));
-    gemm(false, false, pixels, window, shape.k, T(1), dy + n * pixels * shape.k, shape.k, w, window, T(0), cols,
+  if (detail::is_pointwise(shape)) {
+    gemm(false, false, shape.n * pixels, window, shape.k, T(1), dy, shape.k, w, window, T(0), dx, window);
+    return;
+  }
+  const std::int64_t group = detail::images_per_gemm<T>(shape);
+  for (std::int64_t n = 0; n < shape.n; n += group) {
+    const std::int64_t count = std::min(group, shape.n - n);
+    T* cols = static_cast<T*>(ctx.workspace().reserve(sizeof(T) * std::size_t(count * pixels * window)));
+    gemm(false, false, count * pixels, window, shape.k, T(1), dy + n * pixels * shape.k, shape.k, w, window, T(0), cols,
          window);
-    std::fill_n(image, image_size, T(0));
-    detail::col2im(shape, cols, image);
+    std::fill_n(dx + n * image_size, count * image_size, T(0));
+    for (std::int64_t i = 0; i < count; ++i)
+      detail::col2im(shape, cols + i * pixels * window, dx + (n + i) * image_size);
   }
 }
 
@@ -112,10 +130,12 @@ template <class T>
 void conv_backward_filter(Context& ctx, const ConvShape& shape, const T* x, const T* dy, T* dw, GradientMode mode) {
   const std::int64_t pixels = shape.out_h() * shape.out_w(), window = shape.r * shape.s * shape.c;
   if (shape.n == 0 && mode == GradientMode::overwrite) std::fill_n(dw, shape.k * window, T(0));
-  for (std::int64_t n = 0; n < shape.n; ++n) {
+  const std::int64_t group = detail::images_per_gemm<T>(shape);
+  for (std::int64_t n = 0; n < shape.n; n += group) {
+    const std::int64_t count = std::min(group, shape.n - n);
     const T beta = n == 0 && mode == GradientMode::overwrite ? T(0) : T(1);
-    gemm(true, false, shape.k, window, pixels, T(1), dy + n * pixels * shape.k, shape.k,
-         detail::unrolled(ctx, shape, x, n), window, beta, dw, window);
+    gemm(true, false, shape.k, window, count * pixels, T(1), dy + n * pixels * shape.k, shape.k,
+         detail::unrolled(ctx, shape, x, n, count), window, beta, dw, window);
   }
 }
 
