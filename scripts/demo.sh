@@ -16,7 +16,7 @@ run="$root/runs/demo"
 
 echo "=== build (Release): $build"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DCUMTL_BUILD_TESTS=OFF -DCUMTL_BUILD_BENCHMARKS=OFF > "$build.configure.log" 2>&1 ||
+  -DCUMTL_BUILD_TESTS=OFF -DCUMTL_BUILD_BENCHMARKS=OFF -DCUMTL_NATIVE_CPU=ON > "$build.configure.log" 2>&1 ||
   { cat "$build.configure.log"; exit 1; }
 grep -m1 "cumtl: CUDA backend" "$build.configure.log" || true
 cmake --build "$build" --target cumtl-train cumtl-predict cumtl-synth
