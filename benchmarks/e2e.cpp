@@ -236,7 +236,7 @@ int run(const Options& o) {
 int main(int argc, char** argv) {
   CLI::App app("End-to-end training and inference throughput of a multi-head ResNet.", "cumtl-bench-e2e");
   Options o;
-  app.add_option("--model", o.model, "small, resnet18, resnet34 or resnet50")->capture_default_str();
+  app.add_option("--model", o.model, "compact, small, resnet18, resnet34 or resnet50")->capture_default_str();
   app.add_option("--widths", o.widths, "Stage widths replacing the preset's")->delimiter(',');
   app.add_option("--blocks", o.blocks, "Blocks per stage replacing the preset's")->delimiter(',');
   app.add_option("--size", o.size, "Input side in pixels")->capture_default_str()->check(CLI::Range(16, 1024));

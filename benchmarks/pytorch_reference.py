@@ -114,6 +114,8 @@ PRESETS = {
     "resnet50": dict(block="bottleneck", blocks=[3, 4, 6, 3], widths=[64, 128, 256, 512], stem="imagenet",
                      stem_width=64),
     "small": dict(block="basic", blocks=[1, 1, 1, 1], widths=[16, 32, 64, 128], stem="small", stem_width=16),
+    "compact": dict(block="basic", blocks=[1, 1, 1, 1], widths=[16, 32, 64, 128], stem="small_strided",
+                    stem_width=16),
 }
 
 
@@ -145,7 +147,7 @@ def read_model_json(path):
         missing += [] if "size" in m["input"] else ["input.size"]
         if missing:
             sys.exit(f"error: {path}: missing field(s) {', '.join(missing)}")
-        if t["block"] not in ("basic", "bottleneck") or t["stem"] not in ("imagenet", "small"):
+        if t["block"] not in ("basic", "bottleneck") or t["stem"] not in ("imagenet", "small", "small_strided"):
             sys.exit(f"error: {path}: unknown block {t['block']!r} or stem {t['stem']!r}")
         if len(t["blocks"]) != len(t["widths"]) or not t["blocks"]:
             sys.exit(f"error: {path}: trunk.blocks and trunk.widths differ in length or are empty")
@@ -220,9 +222,10 @@ class MultiTaskResNet(nn.Module):
         super().__init__()
         t = description["trunk"]
         block = BasicBlock if t["block"] == "basic" else Bottleneck
-        small = t["stem"] == "small"
-        self.conv1 = nn.Conv2d(t["in_channels"], t["stem_width"], 3 if small else 7, 1 if small else 2,
-                               1 if small else 3, bias=False)
+        small = t["stem"] != "imagenet"
+        stride = 1 if t["stem"] == "small" else 2
+        self.conv1 = nn.Conv2d(t["in_channels"], t["stem_width"], 3 if small else 7, stride, 1 if small else 3,
+                               bias=False)
         self.bn1 = nn.BatchNorm2d(t["stem_width"])
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.Identity() if small else nn.MaxPool2d(3, 2, 1)

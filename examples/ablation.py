@@ -63,7 +63,10 @@ def train(args, size, scheme, budget, seed, folder):
         "--synth-emotionet", str(size["au_faces"]), "--synth-rafdb", str(budget),
         "--synth-test", str(size["test"]), "--synth-au-test", str(size["test"]),
         "--synth-compound-fraction", "0", "--seed", str(seed), "--device", size["device"],
+        "--augment", "full",
     ]
+    if not scheme.startswith("single-"):
+        command += ["--ratios", "0.5,0.5"]  # half of each batch from each domain
     subprocess.run(command, check=True)
     with open(os.path.join(folder, "summary.json")) as f:
         return json.load(f)

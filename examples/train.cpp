@@ -59,11 +59,14 @@ int main(int argc, char** argv) {
   bool overwrite = false, quiet = false, plain = false;
 
   const std::string data_group = "Data";
-  app.add_option("--data", c.data, "Training data: synth, manifest, rafdb, emotionet, fer2013, affectnet (several: a,b)")
+  app.add_option("--data", c.data,
+                 "Training data: synth, manifest, rafdb, emotionet, fer2013, affectnet (several: a,b)")
       ->delimiter(',')
       ->capture_default_str()
       ->group(data_group);
-  app.add_option("--ratios", c.ratios, "Share of each --data source in a batch (default: equal)")
+  app.add_option("--ratios", c.ratios,
+                 "Share of each training dataset in a batch (default: equal, but 3:1 for synth's emotion- and "
+                 "AU-labelled faces)")
       ->delimiter(',')
       ->group(data_group);
   app.add_option("--synth-train", c.synth_train, "Synthetic training faces per domain")
@@ -104,12 +107,16 @@ int main(int argc, char** argv) {
   app.add_option("--affectnet-test-csv", c.affectnet_test_csv, "AffectNet validation.csv")->group(data_group);
   app.add_option("--affectnet-images", c.affectnet_images, "Folder of the AffectNet images")->group(data_group);
   app.add_flag("--skip-bad", c.skip_bad, "Skip and count unreadable images instead of failing")->group(data_group);
-  app.add_flag("!--no-augment", c.augment, "Train without augmentation")->group(data_group);
+  app.add_option("--augment", c.augment, "none, flip (mirror only) or full (crop, mirror, rotation, colour)")
+      ->capture_default_str()
+      ->check(one_of({"none", "flip", "full"}))
+      ->group(data_group);
 
   const std::string model_group = "Model and loss";
-  app.add_option("--model", c.model, "auto (small on the CPU, resnet18 on a GPU), small, resnet18, resnet34, resnet50")
+  app.add_option("--model", c.model,
+                 "auto (compact on the CPU, resnet18 on a GPU), compact, small, resnet18, resnet34, resnet50")
       ->capture_default_str()
-      ->check(one_of({"auto", "small", "resnet18", "resnet34", "resnet50"}))
+      ->check(one_of({"auto", "compact", "small", "resnet18", "resnet34", "resnet50"}))
       ->group(model_group);
   app.add_option("--widths", c.widths, "Stage widths, replacing the preset's (e.g. 16,32,64,128)")
       ->delimiter(',')
@@ -170,7 +177,10 @@ int main(int argc, char** argv) {
   app.add_option("--steps", c.steps, "Train exactly this many steps instead (epochs then pace evaluation)")
       ->check(CLI::PositiveNumber)
       ->group(optim_group);
-  app.add_option("--batch", c.batch, "Batch size")->capture_default_str()->check(CLI::PositiveNumber)->group(optim_group);
+  app.add_option("--batch", c.batch, "Batch size")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber)
+      ->group(optim_group);
   app.add_option("--seed", c.seed, "Seed of initialization, shuffling and augmentation")
       ->capture_default_str()
       ->group(optim_group);
@@ -205,7 +215,8 @@ int main(int argc, char** argv) {
       const std::string name = option->get_name();
       if (option->count() > 0 && name != "--resume" && name != "--device" && name != "--quiet" && name != "--plain") {
         std::cerr << "cumtl-train: " << name << " cannot be combined with --resume (the run keeps its stored settings)"
-                  << "\n\n" << app.help();
+                  << "\n\n"
+                  << app.help();
         return 2;
       }
     }

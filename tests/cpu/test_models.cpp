@@ -74,33 +74,36 @@ TEST_SUITE("models") {
   }
 
   TEST_CASE("gradcheck: resnet") {
-    // A whole multi-head model and the selective loss: every parameter's gradient.
-    Context ctx;
-    const cumtl::ResNetSpec spec{
-        .blocks = {1, 1, 1}, .widths = {2, 3, 4}, .stem = cumtl::StemKind::small, .stem_width = 2};
-    const std::vector<cumtl::HeadSpec> heads{{.name = "emotion", .kind = cumtl::HeadKind::softmax, .outputs = 3},
-                                             {.name = "au", .kind = cumtl::HeadKind::sigmoid, .outputs = 2}};
-    cumtl::MultiHeadModel<double> model(spec, heads);
-    model.allocate(ctx);
-    Generator generator(15);
-    model.initialize(ctx, generator);
-    cumtl::MultiTaskLoss loss(heads);
-    const Tensor images = random_images(Shape{3, 6, 6, 3}, 16);
-    const cumtl::MultiTaskLabels labels{Tensor::from_vector<std::int32_t>({2, -1, 0}, Shape{3, 1}),
-                                        Tensor::from_vector<std::int8_t>({1, 0, -1, -1, 0, 1}, Shape{3, 2})};
-    const auto total_loss = [&] {
-      Tensor unused;
-      loss.compute(ctx, cumtl::LossMode::evaluate, model.forward(ctx, images, Phase::train), labels, unused);
-      return loss.read(ctx).total;
-    };
-    const Tensor logits = model.forward(ctx, images, Phase::train);
-    Tensor dlogits = Tensor::empty(logits.shape(), ScalarType::f64);
-    loss.compute(ctx, cumtl::LossMode::train, logits, labels, dlogits);
-    cumtl_test::fill(model.parameters().gradients(), INFINITY);
-    model.backward(ctx, dlogits, GradientMode::overwrite);
-    cumtl_test::check_gradient("parameters", model.parameters().gradients(),
-                               cumtl_test::numeric_gradient(model.parameters().values(), total_loss),
-                               {.relative = 1e-5, .absolute = 1e-8});
+    // A whole multi-head model and the selective loss: every parameter's
+    // gradient, behind the 3×3/1 stem and behind the strided one.
+    for (const cumtl::StemKind stem : {cumtl::StemKind::small, cumtl::StemKind::small_strided}) {
+      CAPTURE(cumtl::name_of(stem));
+      Context ctx;
+      const cumtl::ResNetSpec spec{.blocks = {1, 1, 1}, .widths = {2, 3, 4}, .stem = stem, .stem_width = 2};
+      const std::vector<cumtl::HeadSpec> heads{{.name = "emotion", .kind = cumtl::HeadKind::softmax, .outputs = 3},
+                                               {.name = "au", .kind = cumtl::HeadKind::sigmoid, .outputs = 2}};
+      cumtl::MultiHeadModel<double> model(spec, heads);
+      model.allocate(ctx);
+      Generator generator(15);
+      model.initialize(ctx, generator);
+      cumtl::MultiTaskLoss loss(heads);
+      const Tensor images = random_images(Shape{3, 6, 6, 3}, 16);
+      const cumtl::MultiTaskLabels labels{Tensor::from_vector<std::int32_t>({2, -1, 0}, Shape{3, 1}),
+                                          Tensor::from_vector<std::int8_t>({1, 0, -1, -1, 0, 1}, Shape{3, 2})};
+      const auto total_loss = [&] {
+        Tensor unused;
+        loss.compute(ctx, cumtl::LossMode::evaluate, model.forward(ctx, images, Phase::train), labels, unused);
+        return loss.read(ctx).total;
+      };
+      const Tensor logits = model.forward(ctx, images, Phase::train);
+      Tensor dlogits = Tensor::empty(logits.shape(), ScalarType::f64);
+      loss.compute(ctx, cumtl::LossMode::train, logits, labels, dlogits);
+      cumtl_test::fill(model.parameters().gradients(), INFINITY);
+      model.backward(ctx, dlogits, GradientMode::overwrite);
+      cumtl_test::check_gradient("parameters", model.parameters().gradients(),
+                                 cumtl_test::numeric_gradient(model.parameters().values(), total_loss),
+                                 {.relative = 1e-5, .absolute = 1e-8});
+    }
   }
 
   TEST_CASE("resnet: parameter names and counts match torchvision") {

@@ -2,10 +2,12 @@
 // weights, the schemes' settings, and model.json.
 #include <doctest/doctest.h>
 
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -86,7 +88,10 @@ TEST_CASE("train: each scheme sets its heads loss and data") {
   CHECK(train::loss_options(c).normalization == LossNormalization::per_batch);
   CHECK(train::loss_options(c).missing_sigmoid_labels == MissingLabels::as_negative);
   CHECK(train::head_names(c) == std::vector<std::string>{"emotion", "au"});
-  CHECK(train::make_training_data(c, 16).train.size() == 2);
+  const train::TrainingData both = train::make_training_data(c, 16);
+  REQUIRE(both.train.size() == 2);
+  CHECK(both.train[0]->name() == "synth-rafdb");
+  CHECK(both.ratios == std::vector<double>{0.75, 0.25});  // synth's default: emotions 3 to AUs 1
 
   c.scheme = train::Scheme::single_emotion;
   CHECK(train::head_names(c) == std::vector<std::string>{"emotion"});
@@ -107,18 +112,42 @@ TEST_CASE("train: each scheme sets its heads loss and data") {
   CHECK_ERROR_WITH(train::make_training_data(c, 16), "--ratios gives 3 shares for 2 training datasets");
 }
 
+TEST_CASE("train: --augment names the training transform") {
+  train::TrainConfig c = cumtl_test::tiny_train_config();
+  const std::optional<data::AugmentOptions> flip = train::augmentation(c, 24);  // the default
+  REQUIRE(flip.has_value());
+  CHECK(flip->size == 24);
+  CHECK(flip->flip_probability == 0.5);
+  CHECK(flip->rotation_degrees == 0);
+  CHECK(flip->scale == std::array<double, 2>{1, 1});
+  CHECK(flip->brightness == 0);
+  c.augment = "full";
+  const std::optional<data::AugmentOptions> full = train::augmentation(c, 24);
+  REQUIRE(full.has_value());
+  CHECK(full->size == 24);
+  CHECK(full->rotation_degrees == data::AugmentOptions{}.rotation_degrees);
+  CHECK(full->scale == data::AugmentOptions{}.scale);
+  c.augment = "none";
+  CHECK_FALSE(train::augmentation(c, 24).has_value());
+  c.augment = "heavy";
+  CHECK_ERROR_WITH(train::augmentation(c, 24), "unknown --augment 'heavy'");
+  const fs::path folder = fresh_folder("bad_augment");
+  CHECK_ERROR_WITH(train::Trainer(c, quiet_in(folder)), "unknown --augment 'heavy'");
+  CHECK_FALSE(fs::exists(folder));
+}
+
 TEST_CASE("train: a resumed run reproduces the uninterrupted run bit for bit") {
   const std::atomic<bool> never{false};
   const fs::path straight = fresh_folder("straight"), paused = fresh_folder("paused");
   {
     train::Trainer trainer(cumtl_test::tiny_train_config(), quiet_in(straight));
-    REQUIRE(trainer.batches_per_epoch() == 6);
+    REQUIRE(trainer.batches_per_epoch() == 4);  // 48 emotion-labelled faces, 12 in each batch of 16
     const train::RunResult result = trainer.run(never);
     CHECK(result.finished);
   }
   {
     train::TrainerOptions options = quiet_in(paused);
-    options.pause_at_step = 8;  // inside the second epoch
+    options.pause_at_step = 6;  // inside the second epoch
     train::Trainer trainer(cumtl_test::tiny_train_config(), options);
     const train::RunResult result = trainer.run(never);
     CHECK_FALSE(result.finished);
@@ -243,6 +272,9 @@ TEST_CASE("train: model.json round trip and a broken one named") {
   REQUIRE(back.heads.size() == 2);
   CHECK(back.heads[1].output_names == description.heads[1].output_names);
   CHECK(back.loss.normalization == LossNormalization::per_sample);
+  description.trunk = ResNetSpec::compact();
+  train::write_model_description(folder / "compact.json", description);
+  CHECK(train::read_model_description(folder / "compact.json").trunk.stem == StemKind::small_strided);
 
   std::ofstream(folder / "broken.json") << R"({"format": "cumtl-model-1", "trunk": {"block": "basic"}})";
   CHECK_ERROR_WITH(train::read_model_description(folder / "broken.json"), "broken.json");

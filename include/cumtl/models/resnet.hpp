@@ -5,9 +5,11 @@
 // in reverse, are written out; parameter names follow torchvision
 // ("layer1.0.conv1.weight", "layer2.0.downsample.1.running_mean").
 
+#include <cstddef>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cumtl/layers/batchnorm2d.hpp"
@@ -19,8 +21,22 @@ namespace cumtl::inline CUMTL_ABI {
 enum class BlockKind : std::uint8_t { basic, bottleneck };
 
 // imagenet: 7×7/2 convolution and 3×3/2 max pooling (224-pixel inputs);
-// small: one 3×3/1 convolution (64-pixel and smaller inputs).
-enum class StemKind : std::uint8_t { imagenet, small };
+// small: one 3×3/1 convolution (64-pixel and smaller inputs);
+// small_strided: one 3×3/2 convolution, which reads every input pixel but
+// leaves the stages a quarter of the positions (64-pixel inputs on a CPU).
+enum class StemKind : std::uint8_t { imagenet, small, small_strided };
+
+inline constexpr std::string_view stem_kind_names[] = {"imagenet", "small", "small_strided"};
+
+inline std::string_view name_of(StemKind stem) {
+  return stem_kind_names[static_cast<std::size_t>(stem)];
+}
+
+inline std::optional<StemKind> parse_stem_kind(std::string_view name) {
+  for (std::size_t i = 0; i < std::size(stem_kind_names); ++i)
+    if (stem_kind_names[i] == name) return static_cast<StemKind>(i);
+  return std::nullopt;
+}
 
 struct ResNetSpec {
   BlockKind block = BlockKind::basic;
@@ -36,6 +52,13 @@ struct ResNetSpec {
   // A CPU-sized network: widths 16-32-64-128, one BasicBlock per stage, small stem.
   static ResNetSpec small() {
     return {.blocks = {1, 1, 1, 1}, .widths = {16, 32, 64, 128}, .stem = StemKind::small, .stem_width = 16};
+  }
+  // small() behind the strided stem: a 64-pixel face for about the cost of a
+  // 32-pixel one, and more accurate per second of CPU training than small() at 48.
+  static ResNetSpec compact() {
+    ResNetSpec spec = small();
+    spec.stem = StemKind::small_strided;
+    return spec;
   }
 
   int expansion() const { return block == BlockKind::bottleneck ? 4 : 1; }
@@ -96,7 +119,8 @@ class BasicBlock final : public ResidualBlock<T> {
         bn1_(store, name + ".bn1", width, detail::relu_bn),
         conv2_(store, name + ".conv2", width, width, {.kernel = 3, .padding = 1}),
         bn2_(store, name + ".bn2", width, detail::relu_bn) {
-    if (stride != 1 || in != width) projection_ = std::make_unique<detail::Projection<T>>(store, name, in, width, stride);
+    if (stride != 1 || in != width)
+      projection_ = std::make_unique<detail::Projection<T>>(store, name, in, width, stride);
   }
 
   void initialize(Context& ctx, Generator& generator) override {
@@ -189,14 +213,15 @@ class ResNet {
       : spec_(spec),
         stem_conv_(store, "conv1", spec.in_channels, spec.stem_width,
                    spec.stem == StemKind::imagenet ? Conv2dOptions{.kernel = 7, .stride = 2, .padding = 3}
-                                                   : Conv2dOptions{.kernel = 3, .stride = 1, .padding = 1}),
+                   : spec.stem == StemKind::small  ? Conv2dOptions{.kernel = 3, .stride = 1, .padding = 1}
+                                                   : Conv2dOptions{.kernel = 3, .stride = 2, .padding = 1}),
         stem_bn_(store, "bn1", spec.stem_width, detail::relu_bn),
         pool_("avgpool") {
     CUMTL_REQUIRE(!spec.blocks.empty() && spec.blocks.size() == spec.widths.size(), "ResNet: ", spec.blocks.size(),
                   " stage block counts for ", spec.widths.size(), " stage widths");
     if (spec.stem == StemKind::imagenet)
-      stem_pool_.emplace("maxpool", ops::Pool2d{.kernel_h = 3, .kernel_w = 3, .stride_h = 2, .stride_w = 2,
-                                                .pad_h = 1, .pad_w = 1});
+      stem_pool_.emplace(
+          "maxpool", ops::Pool2d{.kernel_h = 3, .kernel_w = 3, .stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1});
     int channels = spec.stem_width;
     for (std::size_t stage = 0; stage < spec.blocks.size(); ++stage) {
       CUMTL_REQUIRE(spec.blocks[stage] > 0 && spec.widths[stage] > 0, "ResNet: stage ", stage + 1, " has ",

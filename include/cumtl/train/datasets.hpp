@@ -35,7 +35,8 @@ inline const std::string& require_path(const std::string& value, const char* fla
   return value;
 }
 
-inline void add_synthetic(const TrainConfig& c, int size, TrainingData& out) {
+// Adds the synthetic training domains with their default shares, and the test splits.
+inline void add_synthetic(const TrainConfig& c, int size, TrainingData& out, std::vector<double>& default_shares) {
   const auto make = [&](data::SynthDomain domain, std::int64_t count, std::uint64_t seed) {
     CUMTL_REQUIRE(count > 0, "synthetic ", data::name_of(domain), " split needs a positive size, got ", count);
     data::SynthOptions options;
@@ -48,9 +49,14 @@ inline void add_synthetic(const TrainConfig& c, int size, TrainingData& out) {
   const std::int64_t rafdb = c.synth_rafdb > 0 ? c.synth_rafdb : c.synth_train;
   const std::int64_t emotionet = c.synth_emotionet > 0 ? c.synth_emotionet : c.synth_train;
   // An epoch is one pass over the emotion-labelled faces, as one over RAF-DB in the paper.
-  if (c.scheme != Scheme::single_au) out.train.push_back(make(data::SynthDomain::rafdb, rafdb, c.synth_seed));
-  if (c.scheme != Scheme::single_emotion)
+  if (c.scheme != Scheme::single_au) {
+    out.train.push_back(make(data::SynthDomain::rafdb, rafdb, c.synth_seed));
+    default_shares.push_back(3);
+  }
+  if (c.scheme != Scheme::single_emotion) {
     out.train.push_back(make(data::SynthDomain::emotionet, emotionet, c.synth_seed));
+    default_shares.push_back(1);
+  }
   if (c.synth_test > 0) out.evaluation.push_back({"", make(data::SynthDomain::test, c.synth_test, c.synth_seed)});
   // Held-out faces of the AU domain: a different seed draws different faces.
   if (c.synth_au_test > 0)
@@ -63,9 +69,13 @@ inline TrainingData make_training_data(const TrainConfig& c, int image_size) {
   using data::DataSplit;
   CUMTL_REQUIRE(!c.data.empty(), "--data names no dataset");
   TrainingData out;
+  // Without --ratios every dataset weighs the same, except that the synthetic
+  // emotion-labelled faces weigh three times the AU-labelled ones: the emotion
+  // task is the harder one to learn from in-the-wild faces.
+  std::vector<double> default_shares;
   for (const std::string& source : c.data) {
     if (source == "synth") {
-      detail::add_synthetic(c, image_size, out);
+      detail::add_synthetic(c, image_size, out, default_shares);
     } else if (source == "manifest") {
       out.train.push_back(std::make_shared<const data::ManifestDataset>(
           detail::require_path(c.train_manifest, "--train-manifest", "manifest")));
@@ -73,7 +83,8 @@ inline TrainingData make_training_data(const TrainConfig& c, int image_size) {
         out.evaluation.push_back({"", std::make_shared<const data::ManifestDataset>(c.test_manifest)});
     } else if (source == "rafdb") {
       const std::string& root = detail::require_path(c.rafdb_root, "--rafdb-root", "rafdb");
-      out.train.push_back(std::make_shared<const data::RafdbBasic>(root, data::RafdbOptions{.split = DataSplit::train}));
+      out.train.push_back(
+          std::make_shared<const data::RafdbBasic>(root, data::RafdbOptions{.split = DataSplit::train}));
       out.evaluation.push_back(
           {"", std::make_shared<const data::RafdbBasic>(root, data::RafdbOptions{.split = DataSplit::test})});
     } else if (source == "emotionet") {
@@ -81,8 +92,8 @@ inline TrainingData make_training_data(const TrainConfig& c, int image_size) {
       out.train.push_back(std::make_shared<const data::EmotionetTable>(
           detail::require_path(c.emotionet_table, "--emotionet-table", "emotionet"), images));
       if (!c.emotionet_test_table.empty())
-        out.evaluation.push_back({"emotionet_", std::make_shared<const data::EmotionetTable>(c.emotionet_test_table,
-                                                                                          images)});
+        out.evaluation.push_back(
+            {"emotionet_", std::make_shared<const data::EmotionetTable>(c.emotionet_test_table, images)});
     } else if (source == "fer2013") {
       const std::string& csv = detail::require_path(c.fer2013_csv, "--fer2013-csv", "fer2013");
       out.train.push_back(std::make_shared<const data::Fer2013>(csv, data::Fer2013Options{.split = DataSplit::train}));
@@ -95,8 +106,10 @@ inline TrainingData make_training_data(const TrainConfig& c, int image_size) {
       if (!c.affectnet_test_csv.empty())
         out.evaluation.push_back({"", std::make_shared<const data::Affectnet>(c.affectnet_test_csv, images)});
     } else {
-      CUMTL_FAIL("unknown --data source '", source, "': expected synth, manifest, rafdb, emotionet, fer2013 or affectnet");
+      CUMTL_FAIL("unknown --data source '", source,
+                 "': expected synth, manifest, rafdb, emotionet, fer2013 or affectnet");
     }
+    default_shares.resize(out.train.size(), 1.0);
   }
   // Only the first split is primary; later ones are scored under their dataset's name.
   for (std::size_t i = 1; i < out.evaluation.size(); ++i)
@@ -107,7 +120,10 @@ inline TrainingData make_training_data(const TrainConfig& c, int image_size) {
                     out.evaluation[i].name, "'");
 
   if (c.ratios.empty()) {
-    out.ratios.assign(out.train.size(), 1.0 / double(out.train.size()));
+    out.ratios = default_shares;
+    double total = 0;
+    for (double share : out.ratios) total += share;
+    for (double& share : out.ratios) share /= total;
   } else {
     CUMTL_REQUIRE(c.ratios.size() == out.train.size(), "--ratios gives ", c.ratios.size(), " shares for ",
                   out.train.size(), " training datasets");

@@ -12,8 +12,8 @@
 //  "dtype": "float32"}
 
 #include <array>
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <span>
@@ -51,20 +51,21 @@ inline nlohmann::json to_json(const ModelDescription& m) {
                      {"weight", head.weight},
                      {"output_names", head.output_names}});
   constexpr const char* normalizations[] = {"per_label", "per_sample", "per_batch"};
-  return {{"format", model_format},
-          {"trunk",
-           {{"block", m.trunk.block == BlockKind::basic ? "basic" : "bottleneck"},
-            {"blocks", m.trunk.blocks},
-            {"widths", m.trunk.widths},
-            {"stem", m.trunk.stem == StemKind::small ? "small" : "imagenet"},
-            {"stem_width", m.trunk.stem_width},
-            {"in_channels", m.trunk.in_channels}}},
-          {"heads", heads},
-          {"input", {{"size", m.image_size}, {"layout", "NHWC"}, {"mean", m.mean}, {"std", m.stddev}}},
-          {"loss",
-           {{"normalization", normalizations[static_cast<int>(m.loss.normalization)]},
-            {"missing_sigmoid_labels", m.loss.missing_sigmoid_labels == MissingLabels::ignore ? "ignore" : "as_negative"}}},
-          {"dtype", "float32"}};
+  return {
+      {"format", model_format},
+      {"trunk",
+       {{"block", m.trunk.block == BlockKind::basic ? "basic" : "bottleneck"},
+        {"blocks", m.trunk.blocks},
+        {"widths", m.trunk.widths},
+        {"stem", name_of(m.trunk.stem)},
+        {"stem_width", m.trunk.stem_width},
+        {"in_channels", m.trunk.in_channels}}},
+      {"heads", heads},
+      {"input", {{"size", m.image_size}, {"layout", "NHWC"}, {"mean", m.mean}, {"std", m.stddev}}},
+      {"loss",
+       {{"normalization", normalizations[static_cast<int>(m.loss.normalization)]},
+        {"missing_sigmoid_labels", m.loss.missing_sigmoid_labels == MissingLabels::ignore ? "ignore" : "as_negative"}}},
+      {"dtype", "float32"}};
 }
 
 inline void write_model_description(const std::filesystem::path& file, const ModelDescription& m) {
@@ -84,14 +85,15 @@ inline ModelDescription read_model_description(const std::filesystem::path& file
   }
   ModelDescription m;
   try {
-    CUMTL_REQUIRE(j.value("format", "") == model_format, where, " has format '", j.value("format", ""),
-                  "', expected '", model_format, "'");
+    CUMTL_REQUIRE(j.value("format", "") == model_format, where, " has format '", j.value("format", ""), "', expected '",
+                  model_format, "'");
     const nlohmann::json& t = j.at("trunk");
     const std::string block = t.at("block"), stem = t.at("stem");
     CUMTL_REQUIRE(block == "basic" || block == "bottleneck", where, ": unknown block '", block, "'");
-    CUMTL_REQUIRE(stem == "small" || stem == "imagenet", where, ": unknown stem '", stem, "'");
+    const std::optional<StemKind> stem_kind = parse_stem_kind(stem);
+    CUMTL_REQUIRE(stem_kind.has_value(), where, ": unknown stem '", stem, "'");
     m.trunk.block = block == "basic" ? BlockKind::basic : BlockKind::bottleneck;
-    m.trunk.stem = stem == "small" ? StemKind::small : StemKind::imagenet;
+    m.trunk.stem = *stem_kind;
     t.at("blocks").get_to(m.trunk.blocks);
     t.at("widths").get_to(m.trunk.widths);
     t.at("stem_width").get_to(m.trunk.stem_width);
@@ -100,8 +102,8 @@ inline ModelDescription read_model_description(const std::filesystem::path& file
       HeadSpec head;
       h.at("name").get_to(head.name);
       const std::string kind = h.at("kind");
-      CUMTL_REQUIRE(kind == "softmax" || kind == "sigmoid", where, ": head '", head.name, "' has unknown kind '",
-                    kind, "'");
+      CUMTL_REQUIRE(kind == "softmax" || kind == "sigmoid", where, ": head '", head.name, "' has unknown kind '", kind,
+                    "'");
       head.kind = kind == "softmax" ? HeadKind::softmax : HeadKind::sigmoid;
       h.at("outputs").get_to(head.outputs);
       head.weight = h.value("weight", 1.0);

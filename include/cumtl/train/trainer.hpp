@@ -82,15 +82,17 @@ struct TrainerOptions {
 };
 
 struct RunResult {
-  bool finished = false;     // false: stopped by the caller's flag, a checkpoint was written
-  nlohmann::json summary;    // summary.json's contents (finished runs)
+  bool finished = false;                // false: stopped by the caller's flag, a checkpoint was written
+  nlohmann::json summary;               // summary.json's contents (finished runs)
   std::vector<nlohmann::json> history;  // metrics.jsonl's lines
   std::filesystem::path checkpoint;     // the last checkpoint written
 };
 
 namespace detail {
 
-inline std::filesystem::path checkpoint_folder(const std::filesystem::path& run) { return run / "checkpoints"; }
+inline std::filesystem::path checkpoint_folder(const std::filesystem::path& run) {
+  return run / "checkpoints";
+}
 
 // The checkpoints of a run, oldest first (their names number the step).
 inline std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& run) {
@@ -152,8 +154,12 @@ class Trainer {
     }
     const auto scheme = config_.scheme == Scheme::alternating ? data::MultiDomainSampler::Scheme::alternating
                                                               : data::MultiDomainSampler::Scheme::mixed;
-    data::LoaderOptions train_options{.image_size = image_size_, .augment = config_.augment,
-                                      .threads = std::size_t(config_.loader_threads), .skip_bad = config_.skip_bad};
+    const std::optional<data::AugmentOptions> augmentation = train::augmentation(config_, image_size_);
+    data::LoaderOptions train_options{.image_size = image_size_,
+                                      .augment = augmentation.has_value(),
+                                      .threads = std::size_t(config_.loader_threads),
+                                      .skip_bad = config_.skip_bad};
+    if (augmentation) train_options.augmentation = *augmentation;
     train_loader_.emplace(*ctx_,
                           data::MultiDomainSampler(data_.train, data_.ratios, data_.epoch_dataset,
                                                    std::size_t(config_.batch), config_.seed, scheme),
@@ -240,9 +246,10 @@ class Trainer {
       optimizer_.emplace(*ctx_, model_.parameters(), optim::AdamWOptions{.lr = lr_, .weight_decay = decay});
     else
       optimizer_.emplace(*ctx_, model_.parameters(),
-                                     optim::SgdOptions{.lr = lr_, .momentum = config_.momentum,
-                                                       .nesterov = config_.nesterov && config_.momentum > 0,
-                                                       .weight_decay = decay});
+                         optim::SgdOptions{.lr = lr_,
+                                           .momentum = config_.momentum,
+                                           .nesterov = config_.nesterov && config_.momentum > 0,
+                                           .weight_decay = decay});
   }
 
   void make_schedule() {
@@ -257,7 +264,8 @@ class Trainer {
     } else if (config_.schedule == "step") {
       const double every = config_.step_every_epochs > 0 ? config_.step_every_epochs * double(batches_per_epoch_)
                                                          : double(total_steps_) / 3;
-      schedule_ = optim::Schedule::step_decay(lr_, std::max<std::int64_t>(1, std::int64_t(every)), config_.gamma, warmup);
+      schedule_ =
+          optim::Schedule::step_decay(lr_, std::max<std::int64_t>(1, std::int64_t(every)), config_.gamma, warmup);
     } else {
       CUMTL_FAIL("unknown schedule '", config_.schedule, "': expected constant, step or cosine");
     }
@@ -274,8 +282,8 @@ class Trainer {
       const bool holds_run = std::any_of(std::begin(outputs), std::end(outputs),
                                          [&](const char* name) { return fs::exists(run / name); }) ||
                              !detail::list_checkpoints(run).empty();
-      CUMTL_REQUIRE(!holds_run || options_.overwrite, "'", run.string(),
-                    "' already holds a run: pass --resume ", run.string(), " to continue it or --overwrite to replace it");
+      CUMTL_REQUIRE(!holds_run || options_.overwrite, "'", run.string(), "' already holds a run: pass --resume ",
+                    run.string(), " to continue it or --overwrite to replace it");
       for (const char* name : outputs) fs::remove(run / name);
       for (const fs::path& checkpoint : detail::list_checkpoints(run)) fs::remove(checkpoint);
     } else {
@@ -372,8 +380,10 @@ class Trainer {
   }
 
   Evaluation evaluate_split(std::size_t s) {
-    data::LoaderOptions options{.image_size = image_size_, .augment = false,
-                                .threads = std::size_t(config_.loader_threads), .skip_bad = config_.skip_bad};
+    data::LoaderOptions options{.image_size = image_size_,
+                                .augment = false,
+                                .threads = std::size_t(config_.loader_threads),
+                                .skip_bad = config_.skip_bad};
     data::Loader loader(*ctx_, data::MultiDomainSampler(data_.evaluation[s].dataset, std::size_t(config_.batch), 0),
                         heads_, options);
     loader.start_epoch(0);
@@ -423,7 +433,8 @@ class Trainer {
     const std::filesystem::path file = detail::checkpoint_folder(options_.run_folder) / detail::checkpoint_name(step_);
     io::save_checkpoint(*ctx_, file, contents);
     std::vector<std::filesystem::path> all = detail::list_checkpoints(options_.run_folder);
-    for (std::size_t i = 0; i + std::size_t(config_.keep_checkpoints) < all.size(); ++i) std::filesystem::remove(all[i]);
+    for (std::size_t i = 0; i + std::size_t(config_.keep_checkpoints) < all.size(); ++i)
+      std::filesystem::remove(all[i]);
     return file;
   }
 
@@ -477,16 +488,17 @@ class Trainer {
     for (const auto& dataset : data_.train) data_names += (data_names.empty() ? "" : ", ") + dataset->name();
     std::string head_names;
     for (const HeadSpec& head : heads_) head_names += (head_names.empty() ? "" : ", ") + head.name;
-    report.settings = {{"device", device_description(device_)},
-                       {"model", model_name(config_, device_.is_cuda())},
-                       {"input", std::to_string(image_size_) + " px"},
-                       {"heads", head_names},
-                       {"training data", data_names},
-                       {"scheme", std::string(name_of(config_.scheme))},
-                       {"loss normalization", std::string(name_of(loss_.options().normalization))},
-                       {"optimizer", config_.optimizer + ", lr " + nlohmann::json(lr_).dump() + ", " + config_.schedule},
-                       {"steps", std::to_string(step_) + " of batch " + std::to_string(config_.batch)},
-                       {"seed", std::to_string(config_.seed)}};
+    report.settings = {
+        {"device", device_description(device_)},
+        {"model", model_name(config_, device_.is_cuda())},
+        {"input", std::to_string(image_size_) + " px"},
+        {"heads", head_names},
+        {"training data", data_names},
+        {"scheme", std::string(name_of(config_.scheme))},
+        {"loss normalization", std::string(name_of(loss_.options().normalization))},
+        {"optimizer", config_.optimizer + ", lr " + nlohmann::json(lr_).dump() + ", " + config_.schedule},
+        {"steps", std::to_string(step_) + " of batch " + std::to_string(config_.batch)},
+        {"seed", std::to_string(config_.seed)}};
     for (const nlohmann::json& record : history_) {
       ReportEpoch epoch{.epoch = record["epoch"].get<std::int64_t>(), .train_loss = record["train_loss"].get<double>()};
       for (const auto& [key, value] : record.items())
@@ -498,7 +510,8 @@ class Trainer {
     for (const auto& [key, value] : summary.items())
       if (value.is_number_float()) report.summary[key] = value.get<double>();
     if (last_evaluation_ && last_evaluation_->au && Evaluation::has_labels(*last_evaluation_->au)) {
-      const HeadSpec& au = *std::find_if(heads_.begin(), heads_.end(), [](const HeadSpec& h) { return h.name == "au"; });
+      const HeadSpec& au =
+          *std::find_if(heads_.begin(), heads_.end(), [](const HeadSpec& h) { return h.name == "au"; });
       report.au_names = au.output_names;
       report.au_f1 = last_evaluation_->au->f1();
     }
