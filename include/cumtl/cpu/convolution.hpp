@@ -67,13 +67,15 @@ void col2im(const ConvShape& shape, const T* cols, T* image) {
 }
 
 // The images one GEMM covers: as many as fit their unrolled rows in
-// unrolled_bytes_per_gemm (at least one). One GEMM over a group rather than one
+// unrolled_bytes_per_gemm (at least one), or all of them for a pointwise
+// convolution, which unrolls nothing. One GEMM over a group rather than one
 // per image matters on a CPU: a 4×4 or 8×8 feature map makes a GEMM of 16 or
 // 64 rows, too small to pay for BLAS's threads.
 inline constexpr std::size_t unrolled_bytes_per_gemm = std::size_t(1) << 20;
 
 template <class T>
 std::int64_t images_per_gemm(const ConvShape& shape) {
+  if (is_pointwise(shape)) return std::max<std::int64_t>(shape.n, 1);
   const std::int64_t bytes = std::int64_t(sizeof(T)) * shape.out_h() * shape.out_w() * shape.r * shape.s * shape.c;
   return std::clamp<std::int64_t>(std::int64_t(unrolled_bytes_per_gemm) / std::max<std::int64_t>(bytes, 1), 1,
                                   std::max<std::int64_t>(shape.n, 1));
