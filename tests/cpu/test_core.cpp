@@ -1,5 +1,9 @@
 // Shapes, devices, tensors, memory, contexts and errors on the CPU backend.
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "../support/testing.hpp"
@@ -112,6 +116,63 @@ TEST_SUITE("core") {
     workspace.reserve(1001);
     CHECK(workspace.capacity() >= 1500);  // grows by at least half, not byte by byte
     CHECK(cumtl::Context::default_for(Device::cpu()).workspace().reserve(64) != nullptr);
+  }
+
+  TEST_CASE("thread pool: every chunk runs once, each on a thread of its own slot") {
+    for (const int threads : {1, 2, 5}) {
+      CAPTURE(threads);
+      cumtl::ThreadPool pool(threads);
+      CHECK(pool.size() == threads);
+      for (const std::int64_t chunks : {0, 1, 3, 100}) {
+        std::vector<std::atomic<int>> runs(static_cast<std::size_t>(chunks));
+        std::atomic<bool> bad_slot{false};
+        pool.run(chunks, [&](std::int64_t chunk, int slot) {
+          runs[std::size_t(chunk)].fetch_add(1);
+          if (slot < 0 || slot >= threads) bad_slot = true;
+        });
+        for (const std::atomic<int>& count : runs) CHECK(count.load() == 1);
+        CHECK(!bad_slot);
+      }
+    }
+    CHECK_ERROR_WITH(cumtl::ThreadPool(0), "at least one thread");
+  }
+
+  TEST_CASE("thread pool: a run inside a body runs on its caller; errors reach the caller") {
+    cumtl::ThreadPool pool(3);
+    std::atomic<int> inner_runs{0};
+    std::atomic<bool> inner_off_slot_zero{false};
+    pool.run(6, [&](std::int64_t, int) {
+      pool.run(4, [&](std::int64_t, int slot) {
+        inner_runs.fetch_add(1);
+        if (slot != 0) inner_off_slot_zero = true;
+      });
+    });
+    CHECK(inner_runs.load() == 24);
+    CHECK(!inner_off_slot_zero);
+
+    CHECK_THROWS_WITH_AS(pool.run(50, [](std::int64_t chunk, int) {
+      if (chunk == 37) throw std::runtime_error("chunk 37 failed");
+    }),
+                         "chunk 37 failed", std::runtime_error);
+    std::atomic<int> after{0};
+    pool.run(10, [&](std::int64_t, int) { after.fetch_add(1); });
+    CHECK(after.load() == 10);  // the pool still works
+  }
+
+  TEST_CASE("thread pool: CUMTL_CPU_THREADS sets the process's thread count") {
+    const char* saved = std::getenv("CUMTL_CPU_THREADS");
+    const std::string previous = saved != nullptr ? saved : "";
+    setenv("CUMTL_CPU_THREADS", "3", 1);
+    CHECK(cumtl::ThreadPool::default_thread_count() == 3);
+    setenv("CUMTL_CPU_THREADS", "two", 1);
+    CHECK_ERROR_WITH(cumtl::ThreadPool::default_thread_count(), "CUMTL_CPU_THREADS", "\"two\"");
+    setenv("CUMTL_CPU_THREADS", "0", 1);
+    CHECK_ERROR_WITH(cumtl::ThreadPool::default_thread_count(), "from 1 to 1024");
+    if (saved != nullptr)
+      setenv("CUMTL_CPU_THREADS", previous.c_str(), 1);
+    else
+      unsetenv("CUMTL_CPU_THREADS");
+    CHECK(cumtl::ThreadPool::default_thread_count() >= 1);
   }
 
   TEST_CASE("error: the text names the message and file:line and hint") {

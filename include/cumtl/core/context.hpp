@@ -7,7 +7,9 @@
 // CUDA graph.
 //
 // A context is used by one host thread at a time (cuDNN and cuBLAS handles are
-// not thread-safe); give each thread its own.
+// not thread-safe); give each thread its own. On the CPU, operations spread
+// over the threads of cpu_threads(): the process's pool unless the context was
+// given a pool of its own.
 
 #include <memory>
 #include <mutex>
@@ -15,6 +17,7 @@
 
 #include "cumtl/core/memory.hpp"
 #include "cumtl/core/modes.hpp"
+#include "cumtl/core/thread_pool.hpp"
 
 namespace cumtl::inline CUMTL_ABI {
 
@@ -78,6 +81,16 @@ class Context {
   }
   const NumericsPolicy& numerics() const noexcept {
     return numerics_;
+  }
+
+  // The threads the CPU operations of this context run on.
+  ThreadPool& cpu_threads() {
+    return own_threads_ ? *own_threads_ : ThreadPool::process();
+  }
+
+  // Gives this context a pool of `threads` threads (the caller included) of its own.
+  void set_cpu_threads(int threads) {
+    own_threads_ = std::make_unique<ThreadPool>(threads);
   }
 
 #if CUMTL_HAS_CUDA
@@ -147,6 +160,7 @@ class Context {
   Device device_;
   Workspace workspace_;
   NumericsPolicy numerics_;
+  std::unique_ptr<ThreadPool> own_threads_;
 #if CUMTL_HAS_CUDA
   std::shared_ptr<detail::StreamHolder> stream_;
   int multiprocessors_ = 0;

@@ -5,7 +5,13 @@
 // it), independent of the kernels' shifted sums and merges, so the GPU tests
 // compare two different sound algorithms; the per-element and per-channel math
 // is the kernels' own.
+//
+// The rows are cut into blocks of about block_elements values, which the
+// context's threads take in turn; a statistic is summed per block and the
+// blocks' sums then added in block order, so the result does not depend on the
+// number of threads.
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -32,6 +38,34 @@ namespace detail {
 #else
 #define CUMTL_CPU_INDEPENDENT_ITERATIONS
 #endif
+
+inline constexpr std::int64_t block_elements = std::int64_t(1) << 15;
+
+// Rows [begin, end) of each block of a rows × channels batch.
+struct RowBlocks {
+  std::int64_t rows, block_rows, count;
+
+  RowBlocks(std::int64_t rows_, std::int64_t channels)
+      : rows(rows_),
+        block_rows(std::max<std::int64_t>(block_elements / std::max<std::int64_t>(channels, 1), 1)),
+        count((rows_ + block_rows - 1) / block_rows) {}
+  std::int64_t begin(std::int64_t block) const { return block * block_rows; }
+  std::int64_t size(std::int64_t block) const { return std::min(block_rows, rows - begin(block)); }
+};
+
+// sums[i] = Σ over blocks, in block order, of the per-block sums that
+// add_block(first_row, rows, block_sums) adds into its zeroed `width` values.
+template <class AddBlock>
+void sum_over_blocks(ThreadPool& threads, const RowBlocks& blocks, std::size_t width, std::vector<double>& sums,
+                     AddBlock&& add_block) {
+  std::vector<double> block_sums(std::size_t(blocks.count) * width, 0.0);
+  threads.run(blocks.count, [&](std::int64_t block, int) {
+    add_block(blocks.begin(block), blocks.size(block), block_sums.data() + std::size_t(block) * width);
+  });
+  sums.assign(width, 0.0);
+  for (std::int64_t block = 0; block < blocks.count; ++block)
+    for (std::size_t c = 0; c < width; ++c) sums[c] += block_sums[std::size_t(block) * width + c];
+}
 
 // Per-channel constants of batchnorm_output, one array per member.
 template <class T>
@@ -136,70 +170,102 @@ void batchnorm_input_gradient_rows(std::int64_t rows, std::int64_t channels, con
 
 // y = act(bn(x) + residual) with a given normalization; shared by train and eval.
 template <class T>
-void batchnorm_apply(std::int64_t rows, std::int64_t channels, const T* x, const T* residual, const T* gamma,
-                     const T* beta, const kernels::BatchnormNormalization<T>& normalization, Activation activation,
-                     T* y) {
+void batchnorm_apply(ThreadPool& threads, std::int64_t rows, std::int64_t channels, const T* x, const T* residual,
+                     const T* gamma, const T* beta, const kernels::BatchnormNormalization<T>& normalization,
+                     Activation activation, T* y) {
   detail::BatchnormAffineColumns<T> affine(static_cast<std::size_t>(channels));
   for (std::int64_t c = 0; c < channels; ++c)
     affine.set(std::size_t(c), kernels::batchnorm_affine(normalization, gamma, beta, c));
+  const detail::RowBlocks blocks(rows, channels);
   detail::with_relu_and_residual(activation == Activation::relu, residual != nullptr, [&]<bool Relu, bool Residual>() {
-    detail::batchnorm_apply_rows<Relu, Residual>(rows, channels, x, residual, affine, y);
+    threads.run(blocks.count, [&](std::int64_t block, int) {
+      const std::int64_t offset = blocks.begin(block) * channels;
+      detail::batchnorm_apply_rows<Relu, Residual>(blocks.size(block), channels, x + offset,
+                                                   Residual ? residual + offset : nullptr, affine, y + offset);
+    });
   });
 }
 
 template <class T>
-void batchnorm_forward_train(Context&, std::int64_t rows, std::int64_t channels, const T* x, const T* gamma,
+void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x, const T* gamma,
                              const T* beta, const T* residual, Activation activation, double momentum, double eps,
                              T* running_mean, T* running_var, T* saved_mean, T* saved_invstd, T* y) {
+  ThreadPool& threads = ctx.cpu_threads();
   const std::size_t width = static_cast<std::size_t>(channels);
-  std::vector<double> mean(width, 0.0), m2(width, 0.0);
-  for (std::int64_t row = 0; row < rows; ++row)
-    for (std::int64_t c = 0; c < channels; ++c) mean[std::size_t(c)] += double(x[row * channels + c]);
-  for (double& value : mean) value /= double(rows);
-  for (std::int64_t row = 0; row < rows; ++row)
-    for (std::int64_t c = 0; c < channels; ++c) {
-      const double deviation = double(x[row * channels + c]) - mean[std::size_t(c)];
-      m2[std::size_t(c)] += deviation * deviation;
+  const detail::RowBlocks blocks(rows, channels);
+  std::vector<double> mean, m2;
+  detail::sum_over_blocks(threads, blocks, width, mean, [&](std::int64_t begin, std::int64_t count, double* sum) {
+    for (std::int64_t row = begin; row < begin + count; ++row) {
+      const T* values = x + row * channels;
+      CUMTL_CPU_INDEPENDENT_ITERATIONS
+      for (std::int64_t c = 0; c < channels; ++c) sum[c] += double(values[c]);
     }
+  });
+  for (double& value : mean) value /= double(rows);
+  detail::sum_over_blocks(threads, blocks, width, m2, [&](std::int64_t begin, std::int64_t count, double* sum) {
+    const double* centre = mean.data();
+    for (std::int64_t row = begin; row < begin + count; ++row) {
+      const T* values = x + row * channels;
+      CUMTL_CPU_INDEPENDENT_ITERATIONS
+      for (std::int64_t c = 0; c < channels; ++c) {
+        const double deviation = double(values[c]) - centre[c];
+        sum[c] += deviation * deviation;
+      }
+    }
+  });
   for (std::int64_t c = 0; c < channels; ++c)
     kernels::batchnorm_store_statistics(c, mean[std::size_t(c)], m2[std::size_t(c)], double(rows), momentum, eps,
                                         running_mean, running_var, saved_mean, saved_invstd);
-  batchnorm_apply(rows, channels, x, residual, gamma, beta,
+  batchnorm_apply(threads, rows, channels, x, residual, gamma, beta,
                   kernels::BatchnormNormalization<T>{saved_mean, saved_invstd, nullptr, eps}, activation, y);
 }
 
 template <class T>
-void batchnorm_forward_eval(Context&, std::int64_t rows, std::int64_t channels, const T* x, const T* gamma,
+void batchnorm_forward_eval(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x, const T* gamma,
                             const T* beta, const T* residual, Activation activation, double eps, const T* running_mean,
                             const T* running_var, T* y) {
-  batchnorm_apply(rows, channels, x, residual, gamma, beta,
+  batchnorm_apply(ctx.cpu_threads(), rows, channels, x, residual, gamma, beta,
                   kernels::BatchnormNormalization<T>{running_mean, nullptr, running_var, eps}, activation, y);
 }
 
 template <class T>
-void batchnorm_backward(Context&, std::int64_t rows, std::int64_t channels, const T* dy, const T* x, const T* y,
+void batchnorm_backward(Context& ctx, std::int64_t rows, std::int64_t channels, const T* dy, const T* x, const T* y,
                         const T* gamma, const T* saved_mean, const T* saved_invstd, Activation activation, T* dx,
                         T* dresidual, T* dgamma, T* dbeta, GradientMode mode) {
+  ThreadPool& threads = ctx.cpu_threads();
   const bool relu = activation == Activation::relu;
   const std::size_t width = static_cast<std::size_t>(channels);
-  std::vector<double> dpre_sum(width, 0.0), centered_sum(width, 0.0);
-  if (relu)
-    detail::batchnorm_gradient_sums<true>(rows, channels, dy, x, y, saved_mean, dpre_sum.data(), centered_sum.data());
-  else
-    detail::batchnorm_gradient_sums<false>(rows, channels, dy, x, y, saved_mean, dpre_sum.data(), centered_sum.data());
+  const detail::RowBlocks blocks(rows, channels);
+  // Both sums of a block in one pass: [dpre sums | centred sums], channels each.
+  std::vector<double> sums;
+  detail::sum_over_blocks(threads, blocks, 2 * width, sums, [&](std::int64_t begin, std::int64_t count, double* sum) {
+    const std::int64_t offset = begin * channels;
+    if (relu)
+      detail::batchnorm_gradient_sums<true>(count, channels, dy + offset, x + offset, y + offset, saved_mean, sum,
+                                            sum + channels);
+    else
+      detail::batchnorm_gradient_sums<false>(count, channels, dy + offset, x + offset, static_cast<const T*>(nullptr),
+                                             saved_mean, sum, sum + channels);
+  });
+  const double* dpre_sum = sums.data();
+  const double* centered_sum = sums.data() + channels;
 
   detail::BatchnormGradientColumns<T> affine(width);
   for (std::int64_t c = 0; c < channels; ++c) {
-    const kernels::BatchnormChannelGradient sums{dpre_sum[std::size_t(c)],
-                                                 double(saved_invstd[c]) * centered_sum[std::size_t(c)]};
-    kernels::batchnorm_store_gradient(dgamma[c], sums.dgamma, mode == GradientMode::accumulate);
-    kernels::batchnorm_store_gradient(dbeta[c], sums.dbeta, mode == GradientMode::accumulate);
+    const kernels::BatchnormChannelGradient channel{dpre_sum[c], double(saved_invstd[c]) * centered_sum[c]};
+    kernels::batchnorm_store_gradient(dgamma[c], channel.dgamma, mode == GradientMode::accumulate);
+    kernels::batchnorm_store_gradient(dbeta[c], channel.dbeta, mode == GradientMode::accumulate);
     affine.set(std::size_t(c),
-               kernels::batchnorm_gradient_affine(saved_mean[c], saved_invstd[c], gamma[c], sums, double(rows)));
+               kernels::batchnorm_gradient_affine(saved_mean[c], saved_invstd[c], gamma[c], channel, double(rows)));
   }
 
   detail::with_relu_and_residual(relu, dresidual != nullptr, [&]<bool Relu, bool Residual>() {
-    detail::batchnorm_input_gradient_rows<Relu, Residual>(rows, channels, dy, x, y, affine, dx, dresidual);
+    threads.run(blocks.count, [&](std::int64_t block, int) {
+      const std::int64_t offset = blocks.begin(block) * channels;
+      detail::batchnorm_input_gradient_rows<Relu, Residual>(blocks.size(block), channels, dy + offset, x + offset,
+                                                            Relu ? y + offset : nullptr, affine, dx + offset,
+                                                            Residual ? dresidual + offset : nullptr);
+    });
   });
 }
 

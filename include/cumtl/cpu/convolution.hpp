@@ -1,5 +1,6 @@
 #pragma once
-// CPU twin of the convolutions: im2col + GEMM over groups of images.
+// CPU twin of the convolutions: im2col + GEMM over groups of images, the
+// groups spread over the context's threads.
 //
 // In NHWC the C values of one input pixel are contiguous, and KRSC filters are
 // rows of R·S·C values in (r, s, c) order. So unrolling each output pixel's
@@ -8,7 +9,7 @@
 // a group, Y[G·P·Q, K] = cols[G·P·Q, R·S·C] · Wᵀ, and the backward passes two
 // more: dcols = dY · W, scattered back (col2im), and dW (+)= dYᵀ · cols. A 1×1
 // convolution with stride 1 and no padding needs no unrolling at all. The
-// unrolled images live in the context's workspace.
+// unrolled images live in the context's workspace, one buffer per thread.
 
 #include <algorithm>
 #include <cstddef>
@@ -29,67 +30,124 @@ inline bool is_pointwise(const ConvShape& shape) {
          shape.pad_w == 0;
 }
 
+// Where a filter row (fixed r, all s) lies inside the image and its taps are
+// adjacent (dilation 1), its S pixels are S·C contiguous values both in the
+// NHWC image and in the unrolled row: im2col and col2im move them as one block
+// rather than S blocks of C, which matters when C is only 3 or 16.
+inline bool row_is_contiguous(const ConvShape& shape, std::int64_t w_first) {
+  return shape.dilation_w == 1 && w_first >= 0 && w_first + shape.s <= shape.w;
+}
+
 // cols[P·Q, R·S·C] from one NHWC image.
 template <class T>
 void im2col(const ConvShape& shape, const T* image, T* cols) {
-  const std::int64_t p_count = shape.out_h(), q_count = shape.out_w();
+  const std::int64_t p_count = shape.out_h(), q_count = shape.out_w(), row_size = shape.s * shape.c;
   for (std::int64_t p = 0; p < p_count; ++p)
     for (std::int64_t q = 0; q < q_count; ++q) {
-      T* row = cols + (p * q_count + q) * shape.r * shape.s * shape.c;
-      for (std::int64_t r = 0; r < shape.r; ++r)
-        for (std::int64_t s = 0; s < shape.s; ++s, row += shape.c) {
-          const std::int64_t h = p * shape.stride_h - shape.pad_h + r * shape.dilation_h;
-          const std::int64_t w = q * shape.stride_w - shape.pad_w + s * shape.dilation_w;
-          if (h < 0 || h >= shape.h || w < 0 || w >= shape.w)
-            std::fill_n(row, shape.c, T(0));
-          else
-            std::copy_n(image + (h * shape.w + w) * shape.c, shape.c, row);
+      const std::int64_t w_first = q * shape.stride_w - shape.pad_w;
+      T* row = cols + (p * q_count + q) * shape.r * row_size;
+      for (std::int64_t r = 0; r < shape.r; ++r, row += row_size) {
+        const std::int64_t h = p * shape.stride_h - shape.pad_h + r * shape.dilation_h;
+        if (h < 0 || h >= shape.h) {
+          std::fill_n(row, row_size, T(0));
+        } else if (row_is_contiguous(shape, w_first)) {
+          std::copy_n(image + (h * shape.w + w_first) * shape.c, row_size, row);
+        } else {
+          for (std::int64_t s = 0; s < shape.s; ++s) {
+            const std::int64_t w = w_first + s * shape.dilation_w;
+            if (w < 0 || w >= shape.w)
+              std::fill_n(row + s * shape.c, shape.c, T(0));
+            else
+              std::copy_n(image + (h * shape.w + w) * shape.c, shape.c, row + s * shape.c);
+          }
         }
+      }
     }
 }
 
 // image (one NHWC image, zeroed by the caller) += the scatter of cols.
 template <class T>
 void col2im(const ConvShape& shape, const T* cols, T* image) {
-  const std::int64_t p_count = shape.out_h(), q_count = shape.out_w();
+  const std::int64_t p_count = shape.out_h(), q_count = shape.out_w(), row_size = shape.s * shape.c;
   for (std::int64_t p = 0; p < p_count; ++p)
     for (std::int64_t q = 0; q < q_count; ++q) {
-      const T* row = cols + (p * q_count + q) * shape.r * shape.s * shape.c;
-      for (std::int64_t r = 0; r < shape.r; ++r)
-        for (std::int64_t s = 0; s < shape.s; ++s, row += shape.c) {
-          const std::int64_t h = p * shape.stride_h - shape.pad_h + r * shape.dilation_h;
-          const std::int64_t w = q * shape.stride_w - shape.pad_w + s * shape.dilation_w;
-          if (h < 0 || h >= shape.h || w < 0 || w >= shape.w) continue;
-          T* pixel = image + (h * shape.w + w) * shape.c;
-          for (std::int64_t c = 0; c < shape.c; ++c) pixel[c] += row[c];
+      const std::int64_t w_first = q * shape.stride_w - shape.pad_w;
+      const T* row = cols + (p * q_count + q) * shape.r * row_size;
+      for (std::int64_t r = 0; r < shape.r; ++r, row += row_size) {
+        const std::int64_t h = p * shape.stride_h - shape.pad_h + r * shape.dilation_h;
+        if (h < 0 || h >= shape.h) continue;
+        if (row_is_contiguous(shape, w_first)) {
+          T* pixels = image + (h * shape.w + w_first) * shape.c;
+          for (std::int64_t i = 0; i < row_size; ++i) pixels[i] += row[i];
+          continue;
         }
+        for (std::int64_t s = 0; s < shape.s; ++s) {
+          const std::int64_t w = w_first + s * shape.dilation_w;
+          if (w < 0 || w >= shape.w) continue;
+          T* pixel = image + (h * shape.w + w) * shape.c;
+          for (std::int64_t c = 0; c < shape.c; ++c) pixel[c] += row[s * shape.c + c];
+        }
+      }
     }
 }
 
-// The images one GEMM covers: as many as fit their unrolled rows in
-// unrolled_bytes_per_gemm (at least one), or all of them for a pointwise
-// convolution, which unrolls nothing. One GEMM over a group rather than one
-// per image matters on a CPU: a 4×4 or 8×8 feature map makes a GEMM of 16 or
-// 64 rows, too small to pay for BLAS's threads.
+// The images one GEMM covers, which make one chunk of the thread pool's work:
+// as many as fit their unrolled rows in unrolled_bytes_per_gemm (any number
+// for a pointwise convolution, which unrolls nothing), at least one, and at
+// most an eighth of the batch so that every core gets work. One GEMM over a
+// group rather than one per image matters on a CPU: a 4×4 or 8×8 feature map
+// makes a GEMM of 16 or 64 rows, too small to run well. The group depends on
+// the shape alone, never on the threads (see core/thread_pool.hpp).
 inline constexpr std::size_t unrolled_bytes_per_gemm = std::size_t(1) << 20;
+inline constexpr std::int64_t min_chunks_per_batch = 8;
 
 template <class T>
 std::int64_t images_per_gemm(const ConvShape& shape) {
-  if (is_pointwise(shape)) return std::max<std::int64_t>(shape.n, 1);
+  const std::int64_t most = std::max<std::int64_t>((shape.n + min_chunks_per_batch - 1) / min_chunks_per_batch, 1);
+  if (is_pointwise(shape)) return most;
   const std::int64_t bytes = std::int64_t(sizeof(T)) * shape.out_h() * shape.out_w() * shape.r * shape.s * shape.c;
-  return std::clamp<std::int64_t>(std::int64_t(unrolled_bytes_per_gemm) / std::max<std::int64_t>(bytes, 1), 1,
-                                  std::max<std::int64_t>(shape.n, 1));
+  return std::clamp<std::int64_t>(std::int64_t(unrolled_bytes_per_gemm) / std::max<std::int64_t>(bytes, 1), 1, most);
 }
 
-// The unrolled rows of images [first, first + count), or the input itself for a pointwise convolution.
+// The batch cut into groups of images_per_gemm, with one unrolling buffer per thread.
 template <class T>
-const T* unrolled(Context& ctx, const ConvShape& shape, const T* x, std::int64_t first, std::int64_t count) {
+struct ImageGroups {
+  std::int64_t size, count;
+  std::int64_t unrolled_size;  // elements of one thread's buffer (0 for a pointwise convolution)
+
+  ImageGroups(const ConvShape& shape, std::int64_t images_per_group)
+      : size(images_per_group),
+        count((shape.n + size - 1) / size),
+        unrolled_size(is_pointwise(shape) ? 0 : size * shape.out_h() * shape.out_w() * shape.r * shape.s * shape.c) {}
+
+  std::int64_t first(std::int64_t group) const { return group * size; }
+  std::int64_t images(const ConvShape& shape, std::int64_t group) const {
+    return std::min(size, shape.n - first(group));
+  }
+};
+
+// The filter gradient's groups: those of images_per_gemm, made larger where
+// their partial gradients would take more than partial_gradient_bytes (a wide
+// layer of a large network), and the elements each chunk of their sum adds.
+inline constexpr std::size_t partial_gradient_bytes = std::size_t(32) << 20;
+inline constexpr std::int64_t sum_chunk_size = std::int64_t(1) << 14;
+
+template <class T>
+std::int64_t images_per_filter_gradient(const ConvShape& shape) {
+  const std::int64_t filter_bytes = std::int64_t(sizeof(T)) * shape.k * shape.r * shape.s * shape.c;
+  const std::int64_t most_groups =
+      std::max<std::int64_t>(std::int64_t(partial_gradient_bytes) / std::max<std::int64_t>(filter_bytes, 1), 1);
+  return std::max(images_per_gemm<T>(shape), (shape.n + most_groups - 1) / most_groups);
+}
+
+// The unrolled rows of images [first, first + count) in `buffer`, or the input itself for a pointwise convolution.
+template <class T>
+const T* unrolled(const ConvShape& shape, const T* x, std::int64_t first, std::int64_t count, T* buffer) {
   const std::int64_t image_size = shape.h * shape.w * shape.c;
   if (is_pointwise(shape)) return x + first * image_size;
   const std::int64_t rows_size = shape.out_h() * shape.out_w() * shape.r * shape.s * shape.c;
-  T* cols = static_cast<T*>(ctx.workspace().reserve(sizeof(T) * std::size_t(count * rows_size)));
-  for (std::int64_t i = 0; i < count; ++i) im2col(shape, x + (first + i) * image_size, cols + i * rows_size);
-  return cols;
+  for (std::int64_t i = 0; i < count; ++i) im2col(shape, x + (first + i) * image_size, buffer + i * rows_size);
+  return buffer;
 }
 
 }  // namespace detail
@@ -98,12 +156,15 @@ const T* unrolled(Context& ctx, const ConvShape& shape, const T* x, std::int64_t
 template <class T>
 void conv_forward(Context& ctx, const ConvShape& shape, const T* x, const T* w, T* y) {
   const std::int64_t pixels = shape.out_h() * shape.out_w(), window = shape.r * shape.s * shape.c;
-  const std::int64_t group = detail::images_per_gemm<T>(shape);
-  for (std::int64_t n = 0; n < shape.n; n += group) {
-    const std::int64_t count = std::min(group, shape.n - n);
-    gemm(false, true, count * pixels, shape.k, window, T(1), detail::unrolled(ctx, shape, x, n, count), window, w,
-         window, T(0), y + n * pixels * shape.k, shape.k);
-  }
+  const detail::ImageGroups<T> groups(shape, detail::images_per_gemm<T>(shape));
+  ThreadPool& threads = ctx.cpu_threads();
+  T* buffers = static_cast<T*>(ctx.workspace().reserve(sizeof(T) * std::size_t(threads.size() * groups.unrolled_size)));
+  threads.run(groups.count, [&](std::int64_t group, int slot) {
+    const std::int64_t first = groups.first(group), count = groups.images(shape, group);
+    const T* cols = detail::unrolled(shape, x, first, count, buffers + slot * groups.unrolled_size);
+    gemm(false, true, count * pixels, shape.k, window, T(1), cols, window, w, window, T(0),
+         y + first * pixels * shape.k, shape.k);
+  });
 }
 
 // dx[N, H, W, C] = the input gradient (overwritten)
@@ -111,34 +172,52 @@ template <class T>
 void conv_backward_data(Context& ctx, const ConvShape& shape, const T* dy, const T* w, T* dx) {
   const std::int64_t pixels = shape.out_h() * shape.out_w(), window = shape.r * shape.s * shape.c;
   const std::int64_t image_size = shape.h * shape.w * shape.c;
-  if (detail::is_pointwise(shape)) {
-    gemm(false, false, shape.n * pixels, window, shape.k, T(1), dy, shape.k, w, window, T(0), dx, window);
-    return;
-  }
-  const std::int64_t group = detail::images_per_gemm<T>(shape);
-  for (std::int64_t n = 0; n < shape.n; n += group) {
-    const std::int64_t count = std::min(group, shape.n - n);
-    T* cols = static_cast<T*>(ctx.workspace().reserve(sizeof(T) * std::size_t(count * pixels * window)));
-    gemm(false, false, count * pixels, window, shape.k, T(1), dy + n * pixels * shape.k, shape.k, w, window, T(0), cols,
-         window);
-    std::fill_n(dx + n * image_size, count * image_size, T(0));
+  const detail::ImageGroups<T> groups(shape, detail::images_per_gemm<T>(shape));
+  ThreadPool& threads = ctx.cpu_threads();
+  T* buffers = static_cast<T*>(ctx.workspace().reserve(sizeof(T) * std::size_t(threads.size() * groups.unrolled_size)));
+  threads.run(groups.count, [&](std::int64_t group, int slot) {
+    const std::int64_t first = groups.first(group), count = groups.images(shape, group);
+    const T* dy_rows = dy + first * pixels * shape.k;
+    if (detail::is_pointwise(shape)) {
+      gemm(false, false, count * pixels, window, shape.k, T(1), dy_rows, shape.k, w, window, T(0),
+           dx + first * image_size, window);
+      return;
+    }
+    T* cols = buffers + slot * groups.unrolled_size;
+    gemm(false, false, count * pixels, window, shape.k, T(1), dy_rows, shape.k, w, window, T(0), cols, window);
+    std::fill_n(dx + first * image_size, count * image_size, T(0));
     for (std::int64_t i = 0; i < count; ++i)
-      detail::col2im(shape, cols + i * pixels * window, dx + (n + i) * image_size);
-  }
+      detail::col2im(shape, cols + i * pixels * window, dx + (first + i) * image_size);
+  });
 }
 
-// dw[K, R, S, C] (+)= the filter gradient, summed over the batch
+// dw[K, R, S, C] (+)= the filter gradient, summed over the batch. Each group of
+// images makes its own partial gradient; their sum is taken in group order.
 template <class T>
 void conv_backward_filter(Context& ctx, const ConvShape& shape, const T* x, const T* dy, T* dw, GradientMode mode) {
   const std::int64_t pixels = shape.out_h() * shape.out_w(), window = shape.r * shape.s * shape.c;
-  if (shape.n == 0 && mode == GradientMode::overwrite) std::fill_n(dw, shape.k * window, T(0));
-  const std::int64_t group = detail::images_per_gemm<T>(shape);
-  for (std::int64_t n = 0; n < shape.n; n += group) {
-    const std::int64_t count = std::min(group, shape.n - n);
-    const T beta = n == 0 && mode == GradientMode::overwrite ? T(0) : T(1);
-    gemm(true, false, shape.k, window, count * pixels, T(1), dy + n * pixels * shape.k, shape.k,
-         detail::unrolled(ctx, shape, x, n, count), window, beta, dw, window);
-  }
+  const std::int64_t filter_size = shape.k * window;
+  const detail::ImageGroups<T> groups(shape, detail::images_per_filter_gradient<T>(shape));
+  ThreadPool& threads = ctx.cpu_threads();
+  const std::int64_t unrolled_total = threads.size() * groups.unrolled_size;
+  T* buffers =
+      static_cast<T*>(ctx.workspace().reserve(sizeof(T) * std::size_t(unrolled_total + groups.count * filter_size)));
+  T* partials = buffers + unrolled_total;
+  threads.run(groups.count, [&](std::int64_t group, int slot) {
+    const std::int64_t first = groups.first(group), count = groups.images(shape, group);
+    const T* cols = detail::unrolled(shape, x, first, count, buffers + slot * groups.unrolled_size);
+    gemm(true, false, shape.k, window, count * pixels, T(1), dy + first * pixels * shape.k, shape.k, cols, window, T(0),
+         partials + group * filter_size, window);
+  });
+  const std::int64_t chunk_size = detail::sum_chunk_size;
+  threads.run((filter_size + chunk_size - 1) / chunk_size, [&](std::int64_t chunk, int) {
+    const std::int64_t begin = chunk * chunk_size, end = std::min(filter_size, begin + chunk_size);
+    if (mode == GradientMode::overwrite) std::fill(dw + begin, dw + end, T(0));
+    for (std::int64_t group = 0; group < groups.count; ++group) {
+      const T* partial = partials + group * filter_size;
+      for (std::int64_t i = begin; i < end; ++i) dw[i] += partial[i];
+    }
+  });
 }
 
 }  // namespace cumtl::inline CUMTL_ABI::cpu

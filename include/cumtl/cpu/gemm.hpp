@@ -2,17 +2,15 @@
 // Row-major GEMM on the CPU through CBLAS (OpenBLAS): the one place the CPU
 // twins reach BLAS, overloaded on float and double so templates call gemm<T>.
 //
-// Threads. OpenBLAS runs each GEMM on all its threads, and its idle threads
-// spin between calls, taking a core from the data loader and from the code
-// between the GEMMs. For the many small GEMMs of a CPU-sized network that
-// costs more than it gains (the compact model, batch 64, 2 cores: 520 images/s
-// on 2 BLAS threads, 690 on one), while ResNet-18's large ones gain from both
-// cores (31 → 39 images/s). So a GEMM of fewer than gemm_parallel_work
-// multiply-adds runs on one thread, a larger one on all of them.
+// Threads. The CPU operations run their GEMMs inside the context's thread
+// pool, one GEMM per chunk of work, so BLAS itself must not start threads: the
+// first GEMM sets OpenBLAS to one thread for the whole process. (OpenBLAS's own
+// threads also spin between calls, which took a core from the data loader and
+// from the code between the GEMMs: the compact model trained at 520 images/s
+// on 2 BLAS threads, 690 on one.)
 
 #include <cblas.h>
 
-#include <algorithm>
 #include <climits>
 #include <cstdint>
 
@@ -26,17 +24,11 @@ inline int blas_extent(std::int64_t extent) {
   return int(extent);
 }
 
-inline constexpr std::int64_t gemm_parallel_work = std::int64_t(1) << 24;
-
-// Sets OpenBLAS's threads for a GEMM of m·n·k multiply-adds (other BLAS libraries keep their own policy).
-inline void choose_blas_threads(std::int64_t m, std::int64_t n, std::int64_t k) {
+// Keeps OpenBLAS on the calling thread (other BLAS libraries keep their own policy).
+inline void use_one_blas_thread() {
 #if defined(OPENBLAS_VERSION)
-  static const int all_threads = openblas_get_num_threads();
-  const bool parallel = m * n >= gemm_parallel_work / std::max<std::int64_t>(k, 1);
-  const int wanted = parallel ? all_threads : 1;
-  if (openblas_get_num_threads() != wanted) openblas_set_num_threads(wanted);
-#else
-  (void)m, (void)n, (void)k;
+  static const bool once = (openblas_set_num_threads(1), true);
+  (void)once;
 #endif
 }
 
@@ -44,7 +36,7 @@ inline void choose_blas_threads(std::int64_t m, std::int64_t n, std::int64_t k) 
 inline void gemm(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha,
                  const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
                  std::int64_t ldc) {
-  choose_blas_threads(m, n, k);
+  use_one_blas_thread();
   cblas_sgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans, transpose_b ? CblasTrans : CblasNoTrans,
               blas_extent(m), blas_extent(n), blas_extent(k), alpha, a, blas_extent(lda), b, blas_extent(ldb), beta, c,
               blas_extent(ldc));
@@ -53,7 +45,7 @@ inline void gemm(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_
 inline void gemm(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_t n, std::int64_t k, double alpha,
                  const double* a, std::int64_t lda, const double* b, std::int64_t ldb, double beta, double* c,
                  std::int64_t ldc) {
-  choose_blas_threads(m, n, k);
+  use_one_blas_thread();
   cblas_dgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans, transpose_b ? CblasTrans : CblasNoTrans,
               blas_extent(m), blas_extent(n), blas_extent(k), alpha, a, blas_extent(lda), b, blas_extent(ldb), beta, c,
               blas_extent(ldc));
