@@ -94,6 +94,7 @@ std::string top_name(const nlohmann::json& probabilities) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  keep_freed_memory_for_reuse();
   CLI::App app("Predicts emotions, Action Units and compound expressions with a trained run's model.", "cumtl-predict");
   std::string run, device = "auto";
   std::vector<std::string> paths;

@@ -52,6 +52,7 @@ CLI::Validator one_of(std::vector<std::string> names) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  keep_freed_memory_for_reuse();
   CLI::App app("Trains a multi-task ResNet on faces (synthetic or real) and writes a run folder.", "cumtl-train");
   app.set_help_all_flag("--help-all", "Every flag, grouped");
   train::TrainConfig c;
