@@ -207,6 +207,28 @@ TEST_SUITE("synthetic") {
     CHECK(SyntheticDataset(options_for(SynthDomain::emotionet), 1).name() == "synth-emotionet");
   }
 
+  TEST_CASE("synthetic: a dataset's loads are the renderer's faces, kept or drawn again") {
+    const SynthOptions options = options_for(SynthDomain::rafdb, 32);
+    const SyntheticDataset dataset(options, 40);  // small enough to keep its faces
+    std::vector<std::thread> threads;
+    std::vector<std::vector<std::uint8_t>> pixels(4);
+    for (std::size_t t = 0; t < pixels.size(); ++t)  // all at once: one draws face 7, the others wait for it
+      threads.emplace_back([&, t] { pixels[t] = dataset.load(7).image.pixels; });
+    for (std::thread& thread : threads) thread.join();
+    const auto drawn = dataset.faces().sample(7);
+    for (const std::vector<std::uint8_t>& copy : pixels) CHECK(copy == drawn.image.pixels);
+    const auto again = dataset.load(7);
+    CHECK(again.image.pixels == drawn.image.pixels);
+    CHECK(again.labels.aus == drawn.labels.aus);
+    CHECK(again.source == drawn.source);
+
+    // Faces of 1024 px would take 3 MiB each: 400 of them are not kept, and load the same.
+    const SynthOptions large = options_for(SynthDomain::test, 1024);
+    REQUIRE(std::size_t(400) * 1024 * 1024 * 3 > cumtl::data::synth_cache_bytes);
+    const SyntheticDataset uncached(large, 400);
+    CHECK(uncached.load(3).image.pixels == uncached.faces().sample(3).image.pixels);
+  }
+
   TEST_CASE("synthetic: emotion frequencies follow the weights") {
     const auto count = [](const SynthOptions& options, int faces) {
       std::array<int, 7> emotions{};
