@@ -1,15 +1,15 @@
 #pragma once
 // CPU twins of batch normalization (kernels/batchnorm.cuh): the oracle for the
-// CUDA kernels, with the same signatures as cuda::. The statistics are the
-// textbook two passes in double (the mean, then the squared deviations from
-// it), independent of the kernels' shifted sums and merges, so the GPU tests
-// compare two different sound algorithms; the per-element and per-channel math
-// is the kernels' own.
+// CUDA kernels, with the same signatures as cuda::. The statistics are two
+// passes in double over each block of rows (the block's mean, then the squared
+// deviations from it while the block is still in cache), the blocks merged by
+// Chan, Golub and LeVeque's formula: a different sound algorithm from the
+// kernels' shifted single-pass sums, which the GPU tests compare it with. The
+// per-element and per-channel math is the kernels' own.
 //
 // The rows are cut into blocks of about block_elements values, which the
-// context's threads take in turn; a statistic is summed per block and the
-// blocks' sums then added in block order, so the result does not depend on the
-// number of threads.
+// context's threads take in turn; per-block results are combined in block
+// order, so the result does not depend on the number of threads.
 
 #include <algorithm>
 #include <cstdint>
@@ -193,26 +193,41 @@ void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t chann
   ThreadPool& threads = ctx.cpu_threads();
   const std::size_t width = static_cast<std::size_t>(channels);
   const detail::RowBlocks blocks(rows, channels);
-  std::vector<double> mean, m2;
-  detail::sum_over_blocks(threads, blocks, width, mean, [&](std::int64_t begin, std::int64_t count, double* sum) {
-    for (std::int64_t row = begin; row < begin + count; ++row) {
+  // Per block: [mean | sum of squared deviations from it], channels each.
+  std::vector<double> block_statistics(std::size_t(blocks.count) * 2 * width);
+  threads.run(blocks.count, [&](std::int64_t block, int) {
+    double* block_mean = block_statistics.data() + std::size_t(block) * 2 * width;
+    double* block_m2 = block_mean + width;
+    std::fill_n(block_mean, 2 * width, 0.0);
+    const std::int64_t first = blocks.begin(block), count = blocks.size(block);
+    for (std::int64_t row = first; row < first + count; ++row) {
       const T* values = x + row * channels;
       CUMTL_CPU_INDEPENDENT_ITERATIONS
-      for (std::int64_t c = 0; c < channels; ++c) sum[c] += double(values[c]);
+      for (std::int64_t c = 0; c < channels; ++c) block_mean[c] += double(values[c]);
     }
-  });
-  for (double& value : mean) value /= double(rows);
-  detail::sum_over_blocks(threads, blocks, width, m2, [&](std::int64_t begin, std::int64_t count, double* sum) {
-    const double* centre = mean.data();
-    for (std::int64_t row = begin; row < begin + count; ++row) {
+    for (std::size_t c = 0; c < width; ++c) block_mean[c] /= double(count);
+    for (std::int64_t row = first; row < first + count; ++row) {
       const T* values = x + row * channels;
       CUMTL_CPU_INDEPENDENT_ITERATIONS
       for (std::int64_t c = 0; c < channels; ++c) {
-        const double deviation = double(values[c]) - centre[c];
-        sum[c] += deviation * deviation;
+        const double deviation = double(values[c]) - block_mean[c];
+        block_m2[c] += deviation * deviation;
       }
     }
   });
+  std::vector<double> mean(width, 0.0), m2(width, 0.0);
+  double merged = 0;
+  for (std::int64_t block = 0; block < blocks.count; ++block) {
+    const double* block_mean = block_statistics.data() + std::size_t(block) * 2 * width;
+    const double* block_m2 = block_mean + width;
+    const double count = double(blocks.size(block)), total = merged + count;
+    for (std::size_t c = 0; c < width; ++c) {
+      const double delta = block_mean[c] - mean[c];
+      mean[c] += delta * (count / total);
+      m2[c] += block_m2[c] + delta * delta * (merged * count / total);
+    }
+    merged = total;
+  }
   for (std::int64_t c = 0; c < channels; ++c)
     kernels::batchnorm_store_statistics(c, mean[std::size_t(c)], m2[std::size_t(c)], double(rows), momentum, eps,
                                         running_mean, running_var, saved_mean, saved_invstd);
