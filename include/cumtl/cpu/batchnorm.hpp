@@ -41,6 +41,45 @@ namespace detail {
 
 inline constexpr std::int64_t block_elements = std::int64_t(1) << 15;
 
+// Per-channel sums over the rows of a block run in lanes: `lanes` consecutive
+// rows (at least lane_run_elements values, when the channels divide that)
+// are summed element-wise into as many interleaved copies of the channels,
+// which are added up at the end. A loop over only 16 channels spends more on
+// its own overhead than on the sums.
+inline constexpr std::int64_t lane_run_elements = 64;
+
+struct Lanes {
+  std::int64_t channels, count, width;  // width = count · channels
+
+  explicit Lanes(std::int64_t channels_)
+      : channels(channels_),
+        count(channels_ < lane_run_elements && lane_run_elements % channels_ == 0 ? lane_run_elements / channels_ : 1),
+        width(count * channels_) {}
+
+  // Calls add(first_element, elements) for the rows [0, rows): runs of `count`
+  // rows, then the rest one row at a time (into the first lane).
+  template <class Add>
+  void for_each_run(std::int64_t rows, Add&& add) const {
+    const std::int64_t runs = rows / count;
+    for (std::int64_t run = 0; run < runs; ++run) add(run * width, width);
+    for (std::int64_t row = runs * count; row < rows; ++row) add(row * channels, channels);
+  }
+
+  // sums[c] += Σ over lanes, in lane order, of lane_sums[lane · channels + c].
+  void fold(const double* lane_sums, double* sums) const {
+    for (std::int64_t lane = 0; lane < count; ++lane)
+      for (std::int64_t c = 0; c < channels; ++c) sums[c] += lane_sums[lane * channels + c];
+  }
+
+  // `values` (one per channel) repeated for every lane.
+  template <class T>
+  std::vector<double> tile(const T* values) const {
+    std::vector<double> tiled(static_cast<std::size_t>(width));
+    for (std::int64_t i = 0; i < width; ++i) tiled[std::size_t(i)] = double(values[i % channels]);
+    return tiled;
+  }
+};
+
 // Rows [begin, end) of each block of a rows × channels batch.
 struct RowBlocks {
   std::int64_t rows, block_rows, count;
@@ -120,29 +159,36 @@ void batchnorm_apply_rows(std::int64_t rows, std::int64_t channels, const T* x, 
   }
 }
 
-// The gradient at the pre-activation goes through a row buffer: selecting and
+// The gradient at the pre-activation goes through a buffer: selecting and
 // widening it in the loop that sums in double leaves control flow there, which
 // the compiler does not vectorize.
 template <bool Relu, class T>
 void batchnorm_gradient_sums(std::int64_t rows, std::int64_t channels, const T* dy, const T* x, const T* y,
                              const T* saved_mean, double* dpre_sum, double* centered_sum) {
-  std::vector<T> row_dpre(static_cast<std::size_t>(channels));
-  T* dpre = row_dpre.data();
-  for (std::int64_t row = 0; row < rows; ++row) {
-    const std::int64_t offset = row * channels;
+  const Lanes lanes(channels);
+  const std::size_t width = static_cast<std::size_t>(lanes.width);
+  std::vector<T> dpre_buffer(width);
+  std::vector<double> lane_dpre(width, 0.0), lane_centered(width, 0.0);
+  const std::vector<double> mean = lanes.tile(saved_mean);
+  T* dpre = dpre_buffer.data();
+  double *dpre_lanes = lane_dpre.data(), *centered_lanes = lane_centered.data();
+  const double* centre = mean.data();
+  lanes.for_each_run(rows, [&](std::int64_t first, std::int64_t count) {
     CUMTL_CPU_INDEPENDENT_ITERATIONS
-    for (std::int64_t c = 0; c < channels; ++c) {
+    for (std::int64_t i = 0; i < count; ++i) {
       T mask = T(0);
-      if constexpr (Relu) mask = y[offset + c];
-      dpre[c] = kernels::batchnorm_pre_gradient(dy[offset + c], mask, Relu);
+      if constexpr (Relu) mask = y[first + i];
+      dpre[i] = kernels::batchnorm_pre_gradient(dy[first + i], mask, Relu);
     }
     CUMTL_CPU_INDEPENDENT_ITERATIONS
-    for (std::int64_t c = 0; c < channels; ++c) {
-      const double value = double(dpre[c]);
-      dpre_sum[c] += value;
-      centered_sum[c] += value * (double(x[offset + c]) - double(saved_mean[c]));
+    for (std::int64_t i = 0; i < count; ++i) {
+      const double value = double(dpre[i]);
+      dpre_lanes[i] += value;
+      centered_lanes[i] += value * (double(x[first + i]) - centre[i]);
     }
-  }
+  });
+  lanes.fold(dpre_lanes, dpre_sum);
+  lanes.fold(centered_lanes, centered_sum);
 }
 
 template <bool Relu, bool Residual, class T>
@@ -199,21 +245,28 @@ void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t chann
     double* block_mean = block_statistics.data() + std::size_t(block) * 2 * width;
     double* block_m2 = block_mean + width;
     std::fill_n(block_mean, 2 * width, 0.0);
-    const std::int64_t first = blocks.begin(block), count = blocks.size(block);
-    for (std::int64_t row = first; row < first + count; ++row) {
-      const T* values = x + row * channels;
+    const std::int64_t count = blocks.size(block);
+    const T* values = x + blocks.begin(block) * channels;
+    const detail::Lanes lanes(channels);
+    std::vector<double> lane_sums(static_cast<std::size_t>(lanes.width), 0.0);
+    double* sums = lane_sums.data();
+    lanes.for_each_run(count, [&](std::int64_t first, std::int64_t elements) {
       CUMTL_CPU_INDEPENDENT_ITERATIONS
-      for (std::int64_t c = 0; c < channels; ++c) block_mean[c] += double(values[c]);
-    }
+      for (std::int64_t i = 0; i < elements; ++i) sums[i] += double(values[first + i]);
+    });
+    lanes.fold(sums, block_mean);
     for (std::size_t c = 0; c < width; ++c) block_mean[c] /= double(count);
-    for (std::int64_t row = first; row < first + count; ++row) {
-      const T* values = x + row * channels;
+    const std::vector<double> centre = lanes.tile(block_mean);
+    const double* centres = centre.data();
+    std::fill(lane_sums.begin(), lane_sums.end(), 0.0);
+    lanes.for_each_run(count, [&](std::int64_t first, std::int64_t elements) {
       CUMTL_CPU_INDEPENDENT_ITERATIONS
-      for (std::int64_t c = 0; c < channels; ++c) {
-        const double deviation = double(values[c]) - block_mean[c];
-        block_m2[c] += deviation * deviation;
+      for (std::int64_t i = 0; i < elements; ++i) {
+        const double deviation = double(values[first + i]) - centres[i];
+        sums[i] += deviation * deviation;
       }
-    }
+    });
+    lanes.fold(sums, block_m2);
   });
   std::vector<double> mean(width, 0.0), m2(width, 0.0);
   double merged = 0;
