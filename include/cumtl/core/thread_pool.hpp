@@ -85,6 +85,17 @@ class ThreadPool {
     if (job_error_) std::rethrow_exception(job_error_);
   }
 
+  // Calls body(begin, end) once for each range of at most `chunk` indices that
+  // cut [0, count) in order, spread over the threads like run(); for loops
+  // whose iterations are independent.
+  template <class Body>
+  void run_ranges(std::int64_t count, std::int64_t chunk, Body&& body) {
+    run((count + chunk - 1) / chunk, [&](std::int64_t index, int) {
+      const std::int64_t begin = index * chunk;
+      body(begin, std::min(count, begin + chunk));
+    });
+  }
+
   // The process's pool: CUMTL_CPU_THREADS threads if that is set, else one per core.
   static ThreadPool& process() {
     static ThreadPool pool(default_thread_count());

@@ -209,9 +209,7 @@ void conv_backward_filter(Context& ctx, const ConvShape& shape, const T* x, cons
     gemm(true, false, shape.k, window, count * pixels, T(1), dy + first * pixels * shape.k, shape.k, cols, window, T(0),
          partials + group * filter_size, window);
   });
-  const std::int64_t chunk_size = detail::sum_chunk_size;
-  threads.run((filter_size + chunk_size - 1) / chunk_size, [&](std::int64_t chunk, int) {
-    const std::int64_t begin = chunk * chunk_size, end = std::min(filter_size, begin + chunk_size);
+  threads.run_ranges(filter_size, detail::sum_chunk_size, [&](std::int64_t begin, std::int64_t end) {
     if (mode == GradientMode::overwrite) std::fill(dw + begin, dw + end, T(0));
     for (std::int64_t group = 0; group < groups.count; ++group) {
       const T* partial = partials + group * filter_size;

@@ -1,6 +1,7 @@
 #pragma once
 // CPU twins of the elementwise operations: the test oracle for the CUDA
 // kernels in kernels/elementwise.cuh, with the same signatures as cuda::.
+// Ranges of elementwise_chunk elements run on the context's threads.
 
 #include <algorithm>
 #include <cstdint>
@@ -9,24 +10,33 @@
 
 namespace cumtl::inline CUMTL_ABI::cpu {
 
+inline constexpr std::int64_t elementwise_chunk = std::int64_t(1) << 15;
+
 template <class T>
-void fill(Context&, T* out, std::int64_t count, T value) {
-  std::fill_n(out, count, value);
+void fill(Context& ctx, T* out, std::int64_t count, T value) {
+  ctx.cpu_threads().run_ranges(count, elementwise_chunk,
+                               [&](std::int64_t begin, std::int64_t end) { std::fill(out + begin, out + end, value); });
 }
 
 template <class T>
-void scale(Context&, T* x, std::int64_t count, T alpha) {
-  for (std::int64_t i = 0; i < count; ++i) x[i] *= alpha;
+void scale(Context& ctx, T* x, std::int64_t count, T alpha) {
+  ctx.cpu_threads().run_ranges(count, elementwise_chunk, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) x[i] *= alpha;
+  });
 }
 
 template <class T>
-void axpy(Context&, std::int64_t count, T alpha, const T* x, T* y) {
-  for (std::int64_t i = 0; i < count; ++i) y[i] = alpha * x[i] + y[i];
+void axpy(Context& ctx, std::int64_t count, T alpha, const T* x, T* y) {
+  ctx.cpu_threads().run_ranges(count, elementwise_chunk, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) y[i] = alpha * x[i] + y[i];
+  });
 }
 
 template <class T>
-void add(Context&, std::int64_t count, const T* a, const T* b, T* out) {
-  for (std::int64_t i = 0; i < count; ++i) out[i] = a[i] + b[i];
+void add(Context& ctx, std::int64_t count, const T* a, const T* b, T* out) {
+  ctx.cpu_threads().run_ranges(count, elementwise_chunk, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) out[i] = a[i] + b[i];
+  });
 }
 
 }  // namespace cumtl::inline CUMTL_ABI::cpu
