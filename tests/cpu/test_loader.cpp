@@ -256,6 +256,30 @@ TEST_SUITE("data") {
     }
   }
 
+  TEST_CASE("data: a pixel-aligned sampling is copied, with the bytes bilinear sampling gives") {
+    const Image image = PatternDataset("p", 10, 24, 20).load(3).image;  // 24 high, 20 wide
+    namespace detail = cumtl::data::detail;
+    struct Case {
+      detail::PixelMap map;
+      bool copied;
+    };
+    const std::vector<Case> cases{
+        {{2, 3, 1, 0, 0, 1}, true},      // a 16×16 window at (2, 3)
+        {{17, 5, -1, 0, 0, 1}, true},    // mirrored: columns 17 down to 2
+        {{2.5f, 3, 1, 0, 0, 1}, false},  // between pixel centres
+        {{2, 3, 1, 0, 0.5f, 1}, false},  // sheared
+        {{8, 3, 1, 0, 0, 1}, false},     // the window would leave the image: edges replicated
+    };
+    for (const Case& test : cases) {
+      CAPTURE(test.map.x0);
+      std::vector<std::uint8_t> copied(16 * 16 * 3), sampled(16 * 16 * 3);
+      CHECK(detail::copy_if_pixel_aligned(image, test.map, 16, copied.data()) == test.copied);
+      if (!test.copied) continue;
+      detail::sample_bilinear<3>(image, test.map, 16, sampled.data());
+      CHECK(copied == sampled);
+    }
+  }
+
   TEST_CASE("data: augment and center_resize give square RGB images of the output size") {
     const Image grey = PatternDataset("p", 4, 50, 40, 1).load(1).image;
     AugmentOptions options;

@@ -24,6 +24,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <numbers>
 #include <vector>
 
@@ -175,6 +176,31 @@ void sample_bilinear(const Image& image, const PixelMap& map, int size, std::uin
   }
 }
 
+// The sampling where every output pixel lands on a source pixel centre, rows
+// on rows (the whole image at its own size, mirrored or not): a copy, which
+// is what sample_bilinear gives there, without its per-pixel arithmetic.
+// Answers whether it applied.
+inline bool copy_if_pixel_aligned(const Image& image, const PixelMap& map, int size, std::uint8_t* out) {
+  const bool aligned = map.y_du == 0 && map.x_dv == 0 && map.y_dv == 1 && (map.x_du == 1 || map.x_du == -1) &&
+                       map.x0 == std::floor(map.x0) && map.y0 == std::floor(map.y0);
+  if (!aligned || image.channels != 3) return false;
+  const int step = int(map.x_du), x_first = int(map.x0), y_first = int(map.y0);
+  const int x_last = x_first + step * (size - 1);
+  if (y_first < 0 || y_first + size > image.height || std::min(x_first, x_last) < 0 ||
+      std::max(x_first, x_last) >= image.width)
+    return false;
+  for (int v = 0; v < size; ++v) {
+    const std::uint8_t* source = image.at(y_first + v, x_first);
+    std::uint8_t* row = out + std::size_t(v) * std::size_t(size) * 3;
+    if (step == 1) {
+      std::memcpy(row, source, std::size_t(size) * 3);
+      continue;
+    }
+    for (int u = 0; u < size; ++u, source -= 3) std::memcpy(row + std::size_t(u) * 3, source, 3);
+  }
+  return true;
+}
+
 // Samples `crop` of `source` into a size×size RGB image at `out`.
 inline void resample(const Image& source, Crop crop, int size, std::uint8_t* out) {
   const Image* image = &source;
@@ -201,6 +227,7 @@ inline void resample(const Image& source, Crop crop, int size, std::uint8_t* out
   const double x_dv = -step_b * sine, y_dv = step_b * cosine;
 
   const PixelMap map{float(x_origin), float(y_origin), x_du, y_du, float(x_dv), float(y_dv)};
+  if (copy_if_pixel_aligned(*image, map, size, out)) return;
   switch (image->channels) {
     case 1: sample_bilinear<1>(*image, map, size, out); break;
     case 3: sample_bilinear<3>(*image, map, size, out); break;
