@@ -61,7 +61,7 @@ struct TrainConfig {
   // Data.
   std::vector<std::string> data{"synth"};
   std::vector<double> ratios;        // one per training dataset; empty: equal shares
-  std::int64_t synth_train = 18000;  // faces per synthetic training domain
+  std::int64_t synth_train = 26000;  // faces per synthetic training domain
   std::int64_t synth_rafdb = 0;      // overrides synth_train for the emotion-labelled domain when > 0
   std::int64_t synth_emotionet = 0;  // overrides synth_train for the AU-labelled domain when > 0
   std::int64_t synth_test = 1000;    // in-the-wild test faces with every label
