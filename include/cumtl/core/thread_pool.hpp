@@ -76,12 +76,7 @@ class ThreadPool {
     generation_.fetch_add(1, std::memory_order_release);
     generation_.notify_all();
     work(0);
-    const auto spin_end = std::chrono::steady_clock::now() + spin_time;
-    for (int spin = 0, running; (running = running_.load(std::memory_order_acquire)) != 0; ++spin)
-      if (still_spinning(spin, spin_end))
-        relax();
-      else
-        running_.wait(running, std::memory_order_acquire);
+    for (int running; (running = running_.load(std::memory_order_acquire)) != 0;) wait_for_change(running_, running);
     if (job_error_) std::rethrow_exception(job_error_);
   }
 
@@ -118,17 +113,23 @@ class ThreadPool {
   // training step, short enough not to matter to other threads.
   static constexpr std::chrono::microseconds spin_time{20};
 
-  // Reads the clock every 64th poll only: a read costs as much as many polls.
-  static bool still_spinning(int spin, std::chrono::steady_clock::time_point end) noexcept {
-    return spin % 64 != 0 || std::chrono::steady_clock::now() < end;
-  }
-
-  static void relax() noexcept {
+  // Returns once `value` differs from `old`: polls for spin_time, reading the
+  // clock every 64th poll only (a read costs as much as many polls), then
+  // sleeps on the futex.
+  template <class Value>
+  static void wait_for_change(const std::atomic<Value>& value, Value old) noexcept {
+    const auto spin_end = std::chrono::steady_clock::now() + spin_time;
+    for (int spin = 0; value.load(std::memory_order_acquire) == old; ++spin) {
+      if (spin % 64 == 0 && std::chrono::steady_clock::now() >= spin_end) {
+        value.wait(old, std::memory_order_acquire);
+        continue;
+      }
 #if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
+      __builtin_ia32_pause();
 #elif defined(__aarch64__)
-    asm volatile("yield");
+      asm volatile("yield");
 #endif
+    }
   }
 
   static bool& inside_pool() {
@@ -154,12 +155,7 @@ class ThreadPool {
   void serve(int slot) {
     std::uint32_t seen = 0;
     for (;;) {
-      const auto spin_end = std::chrono::steady_clock::now() + spin_time;
-      for (int spin = 0; generation_.load(std::memory_order_acquire) == seen; ++spin)
-        if (still_spinning(spin, spin_end))
-          relax();
-        else
-          generation_.wait(seen, std::memory_order_acquire);
+      wait_for_change(generation_, seen);
       seen = generation_.load(std::memory_order_acquire);
       if (stopping_.load(std::memory_order_relaxed)) return;
       work(slot);

@@ -159,6 +159,35 @@ void batchnorm_apply_rows(std::int64_t rows, std::int64_t channels, const T* x, 
   }
 }
 
+// The mean and the sum of squared deviations from it of each channel of a
+// rows × channels block: two passes, the second while the block is in cache.
+template <class T>
+void block_statistics(std::int64_t rows, std::int64_t channels, const T* values, double* mean, double* m2) {
+  const Lanes lanes(channels);
+  std::vector<double> lane_sums(static_cast<std::size_t>(lanes.width), 0.0);
+  double* sums = lane_sums.data();
+  lanes.for_each_run(rows, [&](std::int64_t first, std::int64_t count) {
+    CUMTL_CPU_INDEPENDENT_ITERATIONS
+    for (std::int64_t i = 0; i < count; ++i) sums[i] += double(values[first + i]);
+  });
+  std::fill_n(mean, channels, 0.0);
+  lanes.fold(sums, mean);
+  for (std::int64_t c = 0; c < channels; ++c) mean[c] /= double(rows);
+
+  const std::vector<double> centre = lanes.tile(mean);
+  const double* centres = centre.data();
+  std::fill(lane_sums.begin(), lane_sums.end(), 0.0);
+  lanes.for_each_run(rows, [&](std::int64_t first, std::int64_t count) {
+    CUMTL_CPU_INDEPENDENT_ITERATIONS
+    for (std::int64_t i = 0; i < count; ++i) {
+      const double deviation = double(values[first + i]) - centres[i];
+      sums[i] += deviation * deviation;
+    }
+  });
+  std::fill_n(m2, channels, 0.0);
+  lanes.fold(sums, m2);
+}
+
 // The gradient at the pre-activation goes through a buffer: selecting and
 // widening it in the loop that sums in double leaves control flow there, which
 // the compiler does not vectorize.
@@ -240,38 +269,16 @@ void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t chann
   const std::size_t width = static_cast<std::size_t>(channels);
   const detail::RowBlocks blocks(rows, channels);
   // Per block: [mean | sum of squared deviations from it], channels each.
-  std::vector<double> block_statistics(std::size_t(blocks.count) * 2 * width);
+  std::vector<double> per_block(std::size_t(blocks.count) * 2 * width);
   threads.run(blocks.count, [&](std::int64_t block, int) {
-    double* block_mean = block_statistics.data() + std::size_t(block) * 2 * width;
-    double* block_m2 = block_mean + width;
-    std::fill_n(block_mean, 2 * width, 0.0);
-    const std::int64_t count = blocks.size(block);
-    const T* values = x + blocks.begin(block) * channels;
-    const detail::Lanes lanes(channels);
-    std::vector<double> lane_sums(static_cast<std::size_t>(lanes.width), 0.0);
-    double* sums = lane_sums.data();
-    lanes.for_each_run(count, [&](std::int64_t first, std::int64_t elements) {
-      CUMTL_CPU_INDEPENDENT_ITERATIONS
-      for (std::int64_t i = 0; i < elements; ++i) sums[i] += double(values[first + i]);
-    });
-    lanes.fold(sums, block_mean);
-    for (std::size_t c = 0; c < width; ++c) block_mean[c] /= double(count);
-    const std::vector<double> centre = lanes.tile(block_mean);
-    const double* centres = centre.data();
-    std::fill(lane_sums.begin(), lane_sums.end(), 0.0);
-    lanes.for_each_run(count, [&](std::int64_t first, std::int64_t elements) {
-      CUMTL_CPU_INDEPENDENT_ITERATIONS
-      for (std::int64_t i = 0; i < elements; ++i) {
-        const double deviation = double(values[first + i]) - centres[i];
-        sums[i] += deviation * deviation;
-      }
-    });
-    lanes.fold(sums, block_m2);
+    double* block_mean = per_block.data() + std::size_t(block) * 2 * width;
+    detail::block_statistics(blocks.size(block), channels, x + blocks.begin(block) * channels, block_mean,
+                             block_mean + width);
   });
   std::vector<double> mean(width, 0.0), m2(width, 0.0);
   double merged = 0;
   for (std::int64_t block = 0; block < blocks.count; ++block) {
-    const double* block_mean = block_statistics.data() + std::size_t(block) * 2 * width;
+    const double* block_mean = per_block.data() + std::size_t(block) * 2 * width;
     const double* block_m2 = block_mean + width;
     const double count = double(blocks.size(block)), total = merged + count;
     for (std::size_t c = 0; c < width; ++c) {

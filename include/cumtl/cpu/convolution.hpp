@@ -19,6 +19,7 @@
 #include "cumtl/core/context.hpp"
 #include "cumtl/core/conv_shape.hpp"
 #include "cumtl/core/modes.hpp"
+#include "cumtl/cpu/elementwise.hpp"
 #include "cumtl/cpu/gemm.hpp"
 
 namespace cumtl::inline CUMTL_ABI::cpu {
@@ -109,28 +110,25 @@ std::int64_t images_per_gemm(const ConvShape& shape) {
   return std::clamp<std::int64_t>(std::int64_t(unrolled_bytes_per_gemm) / std::max<std::int64_t>(bytes, 1), 1, most);
 }
 
-// The batch cut into groups of images_per_gemm, with one unrolling buffer per thread.
-template <class T>
+// The batch cut into groups of images, with one unrolling buffer per thread.
 struct ImageGroups {
-  std::int64_t size, count;
+  std::int64_t batch, size, count;
   std::int64_t unrolled_size;  // elements of one thread's buffer (0 for a pointwise convolution)
 
   ImageGroups(const ConvShape& shape, std::int64_t images_per_group)
-      : size(images_per_group),
+      : batch(shape.n),
+        size(images_per_group),
         count((shape.n + size - 1) / size),
         unrolled_size(is_pointwise(shape) ? 0 : size * shape.out_h() * shape.out_w() * shape.r * shape.s * shape.c) {}
 
   std::int64_t first(std::int64_t group) const { return group * size; }
-  std::int64_t images(const ConvShape& shape, std::int64_t group) const {
-    return std::min(size, shape.n - first(group));
-  }
+  std::int64_t images(std::int64_t group) const { return std::min(size, batch - first(group)); }
 };
 
 // The filter gradient's groups: those of images_per_gemm, made larger where
 // their partial gradients would take more than partial_gradient_bytes (a wide
-// layer of a large network), and the elements each chunk of their sum adds.
+// layer of a large network).
 inline constexpr std::size_t partial_gradient_bytes = std::size_t(32) << 20;
-inline constexpr std::int64_t sum_chunk_size = std::int64_t(1) << 14;
 
 template <class T>
 std::int64_t images_per_filter_gradient(const ConvShape& shape) {
@@ -156,11 +154,11 @@ const T* unrolled(const ConvShape& shape, const T* x, std::int64_t first, std::i
 template <class T>
 void conv_forward(Context& ctx, const ConvShape& shape, const T* x, const T* w, T* y) {
   const std::int64_t pixels = shape.out_h() * shape.out_w(), window = shape.r * shape.s * shape.c;
-  const detail::ImageGroups<T> groups(shape, detail::images_per_gemm<T>(shape));
+  const detail::ImageGroups groups(shape, detail::images_per_gemm<T>(shape));
   ThreadPool& threads = ctx.cpu_threads();
   T* buffers = static_cast<T*>(ctx.workspace().reserve(sizeof(T) * std::size_t(threads.size() * groups.unrolled_size)));
   threads.run(groups.count, [&](std::int64_t group, int slot) {
-    const std::int64_t first = groups.first(group), count = groups.images(shape, group);
+    const std::int64_t first = groups.first(group), count = groups.images(group);
     const T* cols = detail::unrolled(shape, x, first, count, buffers + slot * groups.unrolled_size);
     gemm(false, true, count * pixels, shape.k, window, T(1), cols, window, w, window, T(0),
          y + first * pixels * shape.k, shape.k);
@@ -172,11 +170,11 @@ template <class T>
 void conv_backward_data(Context& ctx, const ConvShape& shape, const T* dy, const T* w, T* dx) {
   const std::int64_t pixels = shape.out_h() * shape.out_w(), window = shape.r * shape.s * shape.c;
   const std::int64_t image_size = shape.h * shape.w * shape.c;
-  const detail::ImageGroups<T> groups(shape, detail::images_per_gemm<T>(shape));
+  const detail::ImageGroups groups(shape, detail::images_per_gemm<T>(shape));
   ThreadPool& threads = ctx.cpu_threads();
   T* buffers = static_cast<T*>(ctx.workspace().reserve(sizeof(T) * std::size_t(threads.size() * groups.unrolled_size)));
   threads.run(groups.count, [&](std::int64_t group, int slot) {
-    const std::int64_t first = groups.first(group), count = groups.images(shape, group);
+    const std::int64_t first = groups.first(group), count = groups.images(group);
     const T* dy_rows = dy + first * pixels * shape.k;
     if (detail::is_pointwise(shape)) {
       gemm(false, false, count * pixels, window, shape.k, T(1), dy_rows, shape.k, w, window, T(0),
@@ -197,19 +195,19 @@ template <class T>
 void conv_backward_filter(Context& ctx, const ConvShape& shape, const T* x, const T* dy, T* dw, GradientMode mode) {
   const std::int64_t pixels = shape.out_h() * shape.out_w(), window = shape.r * shape.s * shape.c;
   const std::int64_t filter_size = shape.k * window;
-  const detail::ImageGroups<T> groups(shape, detail::images_per_filter_gradient<T>(shape));
+  const detail::ImageGroups groups(shape, detail::images_per_filter_gradient<T>(shape));
   ThreadPool& threads = ctx.cpu_threads();
   const std::int64_t unrolled_total = threads.size() * groups.unrolled_size;
   T* buffers =
       static_cast<T*>(ctx.workspace().reserve(sizeof(T) * std::size_t(unrolled_total + groups.count * filter_size)));
   T* partials = buffers + unrolled_total;
   threads.run(groups.count, [&](std::int64_t group, int slot) {
-    const std::int64_t first = groups.first(group), count = groups.images(shape, group);
+    const std::int64_t first = groups.first(group), count = groups.images(group);
     const T* cols = detail::unrolled(shape, x, first, count, buffers + slot * groups.unrolled_size);
     gemm(true, false, shape.k, window, count * pixels, T(1), dy + first * pixels * shape.k, shape.k, cols, window, T(0),
          partials + group * filter_size, window);
   });
-  threads.run_ranges(filter_size, detail::sum_chunk_size, [&](std::int64_t begin, std::int64_t end) {
+  threads.run_ranges(filter_size, elementwise_chunk, [&](std::int64_t begin, std::int64_t end) {
     if (mode == GradientMode::overwrite) std::fill(dw + begin, dw + end, T(0));
     for (std::int64_t group = 0; group < groups.count; ++group) {
       const T* partial = partials + group * filter_size;
