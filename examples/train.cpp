@@ -125,7 +125,7 @@ int main(int argc, char** argv) {
   app.add_option("--blocks", c.blocks, "Blocks per stage, replacing the preset's (e.g. 1,1,1,1)")
       ->delimiter(',')
       ->group(model_group);
-  app.add_option("--size", c.image_size, "Input side in pixels (0: 48 for small, 112 otherwise)")
+  app.add_option("--size", c.image_size, "Input side in pixels (0: 64 for compact, 48 for small, 112 otherwise)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024))
       ->group(model_group);
@@ -154,12 +154,12 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(one_of({"adamw", "sgd"}))
       ->group(optim_group);
-  app.add_option("--lr", c.lr, "Peak learning rate (default: 2e-3 AdamW, 0.05 SGD)")
+  app.add_option("--lr", c.lr, "Peak learning rate (default: 4e-3 AdamW, 0.05 SGD)")
       ->check(CLI::PositiveNumber)
       ->group(optim_group);
   app.add_option("--momentum", c.momentum, "SGD momentum")->capture_default_str()->group(optim_group);
   app.add_flag("!--no-nesterov", c.nesterov, "Plain SGD momentum instead of Nesterov's")->group(optim_group);
-  app.add_option("--weight-decay", c.weight_decay, "Weight decay (default: 0.05 AdamW, 5e-4 SGD; BN and biases exempt)")
+  app.add_option("--weight-decay", c.weight_decay, "Weight decay (default: 0.1 AdamW, 5e-4 SGD; BN and biases exempt)")
       ->check(CLI::NonNegativeNumber)
       ->group(optim_group);
   app.add_option("--schedule", c.schedule, "constant, step or cosine")

@@ -240,8 +240,8 @@ class Trainer {
     const bool adamw = config_.optimizer == "adamw";
     CUMTL_REQUIRE(adamw || config_.optimizer == "sgd", "unknown optimizer '", config_.optimizer,
                   "': expected sgd or adamw");
-    lr_ = config_.lr > 0 ? config_.lr : adamw ? 2e-3 : 0.05;
-    const double decay = config_.weight_decay >= 0 ? config_.weight_decay : adamw ? 0.05 : 5e-4;
+    lr_ = config_.lr > 0 ? config_.lr : adamw ? 4e-3 : 0.05;
+    const double decay = config_.weight_decay >= 0 ? config_.weight_decay : adamw ? 0.1 : 5e-4;
     if (adamw)
       optimizer_.emplace(*ctx_, model_.parameters(), optim::AdamWOptions{.lr = lr_, .weight_decay = decay});
     else
