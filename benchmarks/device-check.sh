@@ -22,6 +22,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="$(mkdir -p "$1" && cd "$1" && pwd)"
 build="$out/build"
 started=$SECONDS
+# The tables below read every result file in OUTDIR: those of an earlier check
+# in the same folder must not pass for this one's (its build is reused).
+rm -rf "$out"/*.log "$out"/*.json "$out"/*.xml "$out"/check-*
 declare -a steps=()
 
 # record NAME STATUS DETAIL

@@ -15,10 +15,12 @@ run="$root/runs/demo"
 "$root/scripts/setup.sh"
 
 echo "=== build (Release): $build"
+mkdir -p "$build"
+configure_log="$build/configure.log"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DCUMTL_BUILD_TESTS=OFF -DCUMTL_BUILD_BENCHMARKS=OFF -DCUMTL_NATIVE_CPU=ON > "$build.configure.log" 2>&1 ||
-  { cat "$build.configure.log"; exit 1; }
-grep -m1 "cumtl: CUDA backend" "$build.configure.log" || true
+  -DCUMTL_BUILD_TESTS=OFF -DCUMTL_BUILD_BENCHMARKS=OFF -DCUMTL_NATIVE_CPU=ON > "$configure_log" 2>&1 ||
+  { cat "$configure_log"; exit 1; }
+grep -m1 "cumtl: CUDA backend" "$configure_log" || true
 cmake --build "$build" --target cumtl-train cumtl-predict cumtl-synth
 
 echo "=== train: $run"

@@ -184,8 +184,28 @@ TEST_SUITE("core") {
     CHECK(cuda_error.status() == 2);
     CHECK(std::string(cuda_error.what()) == "cumtl: cudaMalloc failed [a.cu:3]");
     const std::string message = cumtl_test::error_message([] { CUMTL_REQUIRE(1 + 1 == 3, "math is ", 2, " off"); });
-    CHECK(message.find("cumtl: math is 2 off [") == 0);
-    CHECK(message.find("test_core.cpp:") != std::string::npos);
+    CHECK(message.find("cumtl: math is 2 off [tests/cpu/test_core.cpp:") == 0);
+  }
+
+  TEST_CASE("error: the text names the file inside cumtl's tree, file() keeps the whole path") {
+    using cumtl::detail::relative_source_path;
+    CHECK(relative_source_path("/home/ci/cumtl/include/cumtl/core/tensor.hpp") == "include/cumtl/core/tensor.hpp");
+    // The kernels reach the build through a link under the build folder, or installed under include/cumtl/.
+    CHECK(relative_source_path("/w/build/cuda/kernels-include/cumtl/kernels/bias.cuh") == "kernels/bias.cuh");
+    CHECK(relative_source_path("/opt/cumtl/include/cumtl/kernels/bias.cuh") == "kernels/bias.cuh");
+    // A folder of the machine named like one of cumtl's is not taken for it.
+    CHECK(relative_source_path("/srv/examples/cumtl/include/cumtl/io/checkpoint.hpp") == "include/cumtl/io/checkpoint.hpp");
+    CHECK(relative_source_path("/srv/tests/cumtl/examples/train.cpp") == "examples/train.cpp");
+    CHECK(relative_source_path("/home/me/mytests/app.cpp") == "/home/me/mytests/app.cpp");
+    CHECK(relative_source_path("tests/cpu/test_core.cpp") == "tests/cpu/test_core.cpp");
+    CHECK(relative_source_path("app.cpp") == "app.cpp");
+    CHECK(relative_source_path("") == "");
+    static_assert(cumtl::detail::relative_source_path("C:\\src\\cumtl\\x\\kernels/loss.cuh") == "kernels/loss.cuh");
+
+    const char* built_at = "/home/builder/src/cumtl/include/cumtl/train/trainer.hpp";
+    const cumtl::Error error("no checkpoint", built_at, 344);
+    CHECK(std::string(error.what()) == "cumtl: no checkpoint [include/cumtl/train/trainer.hpp:344]");
+    CHECK(std::string(error.file()) == built_at);
   }
 
   TEST_CASE("umbrella header: included by two translation units of one program") {

@@ -2,6 +2,8 @@
 # the usage on a usage error, the run folder's files and summary keys, and
 # cumtl-predict's JSON lines. Called by ctest with -DMODE=... (see tests/CMakeLists.txt).
 
+include(${CMAKE_CURRENT_LIST_DIR}/../../cmake/CumtlCheckSummary.cmake)
+
 function(run_program expected_rc)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   if(NOT rc STREQUAL expected_rc)
@@ -38,14 +40,7 @@ elseif(MODE STREQUAL "train-run")
       message(FATAL_ERROR "the run folder lacks ${name}")
     endif()
   endforeach()
-  file(READ ${WORK_DIR}/run/summary.json summary)
-  # The keys README.md documents for summary.json.
-  foreach(key emotion_accuracy emotion_mean_class_accuracy au_mean_f1 device train_seconds images_per_second)
-    string(JSON value ERROR_VARIABLE missing GET "${summary}" ${key})
-    if(missing)
-      message(FATAL_ERROR "summary.json lacks '${key}': ${summary}")
-    endif()
-  endforeach()
+  cumtl_check_summary(${WORK_DIR}/run/summary.json)
   file(STRINGS ${WORK_DIR}/run/metrics.jsonl epochs)
   list(LENGTH epochs count)
   if(NOT count EQUAL 2)

@@ -16,6 +16,33 @@
 
 namespace cumtl::inline CUMTL_ABI {
 
+namespace detail {
+
+// `file` from the last of cumtl's top-level folders on its path:
+// "/home/ci/cumtl/include/cumtl/core/tensor.hpp" -> "include/cumtl/core/tensor.hpp".
+// A person reading an error wants the place in cumtl's tree, not the folders
+// of the machine that built the program; any other path is kept whole.
+constexpr std::string_view relative_source_path(std::string_view file) noexcept {
+  constexpr std::string_view tree_folders[] = {"include/cumtl/", "kernels/", "examples/", "benchmarks/", "tests/"};
+  constexpr auto npos = std::string_view::npos;
+  std::size_t start = npos;
+  for (const std::string_view folder : tree_folders) {
+    // The rightmost occurrence that begins a path component.
+    for (std::size_t end = file.size(); end != 0;) {
+      const std::size_t at = file.rfind(folder, end - 1);
+      if (at == npos) break;
+      if (at == 0 || file[at - 1] == '/' || file[at - 1] == '\\') {
+        if (start == npos || at > start) start = at;
+        break;
+      }
+      end = at;
+    }
+  }
+  return start == npos ? file : file.substr(start);
+}
+
+}  // namespace detail
+
 class Error : public std::runtime_error {
  public:
   Error(std::string message, const char* file, int line, std::string hint = {})
@@ -27,13 +54,17 @@ class Error : public std::runtime_error {
 
   // The message without location or hint.
   const std::string& message() const noexcept { return message_; }
+  // The file as the compiler named it (an absolute path of the machine that
+  // built the program); what() shows it relative to cumtl's tree instead.
   const char* file() const noexcept { return file_; }
   int line() const noexcept { return line_; }
   const std::string& hint() const noexcept { return hint_; }
 
  private:
   static std::string format(const std::string& message, const char* file, int line, const std::string& hint) {
-    std::string text = "cumtl: " + message + " [" + file + ":" + std::to_string(line) + "]";
+    std::string text = "cumtl: " + message + " [";
+    text += detail::relative_source_path(file);
+    text += ":" + std::to_string(line) + "]";
     if (!hint.empty()) text += "\n  hint: " + hint;
     return text;
   }
