@@ -65,11 +65,9 @@ void BM_cpu(benchmark::State& state) {
 template <Op op>
 void BM_cuda(benchmark::State& state) {
   if (!cumtl_bench::require_gpu(state)) return;
-#if CUMTL_HAS_CUDA
   cumtl::Context& ctx = cumtl::Context::default_for(cumtl::Device::cuda(0));
   Operands operands(ctx, state.range(0));
   cumtl_bench::time_gpu(state, ctx, double(state.range(0)) * bytes_per_element(op), [&] { run(ctx, op, operands); });
-#endif
 }
 
 // 2^24 floats (64 MiB per tensor) is larger than any L2 and about one ResNet-18

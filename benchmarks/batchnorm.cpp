@@ -112,11 +112,9 @@ void run_cpu(benchmark::State& state, Pass pass, Fusion fusion, Nhwc shape) {
 void run_cuda(benchmark::State& state, [[maybe_unused]] Pass pass, [[maybe_unused]] Fusion fusion,
               [[maybe_unused]] Nhwc shape) {
   if (!cumtl_bench::require_gpu(state)) return;
-#if CUMTL_HAS_CUDA
   cumtl::Context& ctx = cumtl::Context::default_for(cumtl::Device::cuda(0));
   Problem problem(ctx, shape, fusion);
   cumtl_bench::time_gpu(state, ctx, problem.bytes(pass), [&] { problem.run(ctx, pass); });
-#endif
 }
 
 std::string name(Pass pass, const char* device, Fusion fusion, const Nhwc& s) {

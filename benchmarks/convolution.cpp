@@ -88,10 +88,10 @@ void run_cpu(benchmark::State& state, Pass pass, ConvShape shape) {
 
 void run_cuda(benchmark::State& state, [[maybe_unused]] Pass pass, [[maybe_unused]] ConvShape shape) {
   if (!cumtl_bench::require_gpu(state)) return;
-#if CUMTL_HAS_CUDA
   cumtl::Context& ctx = cumtl::Context::default_for(cumtl::Device::cuda(0));
   Problem problem(ctx, shape);
   cumtl_bench::time_gpu(state, ctx, problem.bytes(), [&] { problem.run(ctx, pass); });
+#if CUMTL_BENCH_CUDA  // the matrix peak is measured with cuBLAS itself (cublas_peak.cu)
   const cumtl::NumericsPolicy& numerics = ctx.numerics();
   state.SetLabel(std::string("cuDNN, ") + (numerics.allow_tf32 ? "TF32 allowed" : "fp32 strict") +
                  (numerics.deterministic ? ", deterministic" : ""));

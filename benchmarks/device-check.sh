@@ -107,8 +107,10 @@ if [ "$gpu" = 1 ]; then
     sanitizer="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
     kernels='--test-suite=cuda,loss,batchnorm,pooling,activation,data'
     for tool in memcheck racecheck; do
-      run "compute-sanitizer $tool (kernels)" "$out/sanitizer-$tool.log" \
-        "$sanitizer" --tool "$tool" --error-exitcode 1 "$build/tests/cumtl_cuda_tests" "$kernels"
+      for binary in cumtl_cuda_tests cumtl_cuda_backend_tests; do
+        run "compute-sanitizer $tool ($binary)" "$out/sanitizer-$tool-$binary.log" \
+          "$sanitizer" --tool "$tool" --error-exitcode 1 "$build/tests/$binary" "$kernels"
+      done
     done
   else
     record "compute-sanitizer" "not run" "compute-sanitizer not found"

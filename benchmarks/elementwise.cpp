@@ -35,12 +35,10 @@ BENCHMARK(BM_axpy_cpu)->RangeMultiplier(16)->Range(1 << 12, 1 << 24);
 
 void BM_axpy_cuda(benchmark::State& state) {
   if (!cumtl_bench::require_gpu(state)) return;
-#if CUMTL_HAS_CUDA
   cumtl::Context& ctx = cumtl::Context::default_for(cumtl::Device::cuda(0));
   AxpyOperands operands(ctx, state.range(0));
   cumtl_bench::time_gpu(state, ctx, double(state.range(0)) * axpy_bytes_per_element,
                         [&] { cumtl::ops::axpy(ctx, 0.5, operands.x, operands.y); });
-#endif
 }
 BENCHMARK(BM_axpy_cuda)->RangeMultiplier(16)->Range(1 << 12, 1 << 26)->UseManualTime();
 

@@ -75,16 +75,14 @@ void run_cpu(benchmark::State& state) {
 template <Pass pass>
 void run_cuda(benchmark::State& state) {
   if (!cumtl_bench::require_gpu(state)) return;
-#if CUMTL_HAS_CUDA
   cumtl::Context& ctx = cumtl::Context::default_for(cumtl::Device::cuda(0));
   Layer layer(ctx, state.range(0), state.range(1), state.range(2));
   cumtl_bench::time_gpu(state, ctx, layer.bytes(), [&] { layer.run(ctx, pass); });
+#if CUMTL_BENCH_CUDA  // the matrix peak is measured with cuBLAS itself (cublas_peak.cu)
   // The numeric mode is read from the cuBLAS handle the layer ran on, after it
   // ran, rather than assumed from ctx.numerics(): what cuBLAS was allowed to do
   // decides which peak the layer is held to.
-  cublasMath_t math = CUBLAS_DEFAULT_MATH;
-  CUMTL_CHECK_CUBLAS(cublasGetMathMode(ctx.cublas(), &math));
-  const bool tf32 = (int(math) & 0xf) == int(CUBLAS_TF32_TENSOR_OP_MATH);
+  const bool tf32 = cumtl_bench::cublas_allows_tf32(ctx);
   state.SetLabel(tf32 ? "cuBLAS TF32 tensor-op math" : "cuBLAS fp32 math (no TF32)");
   const double peak = cumtl_bench::measured_peak_tflops(ctx, tf32);
   report_flops(state, layer.flops(pass));

@@ -47,11 +47,9 @@ BENCHMARK(BM_multitask_loss_cpu)->RangeMultiplier(16)->Range(256, 65536)->Unit(b
 
 void BM_multitask_loss_cuda(benchmark::State& state) {
   if (!cumtl_bench::require_gpu(state)) return;
-#if CUMTL_HAS_CUDA
   cumtl::Context& ctx = cumtl::Context::default_for(cumtl::Device::cuda(0));
   LossProblem problem(ctx, state.range(0));
   cumtl_bench::time_gpu(state, ctx, loss_bytes(problem.loss, state.range(0)), [&] { problem.run(ctx); });
-#endif
 }
 BENCHMARK(BM_multitask_loss_cuda)
     ->RangeMultiplier(16)

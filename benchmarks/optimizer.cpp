@@ -67,13 +67,9 @@ void run_cpu(benchmark::State& state, double bytes_per_parameter) {
 template <void (*update)(cumtl::Context&, State&)>
 void run_cuda(benchmark::State& state, double bytes_per_parameter) {
   if (!cumtl_bench::require_gpu(state)) return;
-#if CUMTL_HAS_CUDA
   cumtl::Context& ctx = cumtl::Context::default_for(cumtl::Device::cuda(0));
   State buffers(ctx, state.range(0));
   cumtl_bench::time_gpu(state, ctx, double(state.range(0)) * bytes_per_parameter, [&] { update(ctx, buffers); });
-#else
-  (void)bytes_per_parameter;
-#endif
 }
 
 void BM_sgd_update_cpu(benchmark::State& state) {

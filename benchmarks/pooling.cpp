@@ -79,7 +79,6 @@ void run_cpu(benchmark::State& state) {
 template <class Pool, Pass pass>
 void run_cuda(benchmark::State& state) {
   if (!cumtl_bench::require_gpu(state)) return;
-#if CUMTL_HAS_CUDA
   cumtl::Context& ctx = cumtl::Context::default_for(cumtl::Device::cuda(0));
   Pool pool(ctx, state.range(0), state.range(1), state.range(2));
   cumtl_bench::time_gpu(state, ctx, pool.bytes(), [&] {
@@ -89,7 +88,6 @@ void run_cuda(benchmark::State& state) {
       pool.backward(ctx);
     }
   });
-#endif
 }
 
 void BM_max_pool_forward_cpu(benchmark::State& state) {

@@ -47,7 +47,6 @@ BENCHMARK(BM_normalize_images_cpu)->Args({64, 112})->ArgNames({"N", "size"})->Un
 
 void BM_normalize_images_cuda(benchmark::State& state) {
   if (!cumtl_bench::require_gpu(state)) return;
-#if CUMTL_HAS_CUDA
   cumtl::Context& ctx = cumtl::Context::default_for(cumtl::Device::cuda(0));
   Batch batch(ctx, state.range(0), state.range(1));
   ctx.synchronize();  // the pixels' upload is not part of what is timed
@@ -55,7 +54,6 @@ void BM_normalize_images_cuda(benchmark::State& state) {
                         [&] { cumtl::ops::normalize_images(ctx, batch.pixels, batch.out); });
   state.counters["images_per_second"] =
       benchmark::Counter(double(state.range(0)), benchmark::Counter::kIsIterationInvariantRate);
-#endif
 }
 BENCHMARK(BM_normalize_images_cuda)
     ->Args({256, 224})

@@ -26,7 +26,7 @@
 #include "cumtl/kernels/grid.cuh"
 #include "cumtl/kernels/random.cuh"
 
-namespace cumtl::inline CUMTL_ABI::kernels {
+namespace cumtl::kernels {
 
 // `x < 0 ? 0 : x` rather than `x > 0 ? x : 0`: a NaN propagates, as in PyTorch.
 template <class T>
@@ -74,4 +74,4 @@ __global__ void dropout_kernel(std::int64_t count, std::uint64_t seed, std::uint
 }
 #endif
 
-}  // namespace cumtl::inline CUMTL_ABI::kernels
+}  // namespace cumtl::kernels

@@ -45,7 +45,7 @@
 
 #include "cumtl/core/config.hpp"
 
-namespace cumtl::inline CUMTL_ABI::kernels {
+namespace cumtl::kernels {
 
 // Count, mean and sum of squared deviations of a set of values.
 struct BatchnormMoments {
@@ -376,4 +376,4 @@ __global__ void __launch_bounds__(batchnorm_threads)
 }
 #endif
 
-}  // namespace cumtl::inline CUMTL_ABI::kernels
+}  // namespace cumtl::kernels

@@ -11,7 +11,7 @@
 #include "cumtl/core/config.hpp"
 #include "cumtl/kernels/grid.cuh"
 
-namespace cumtl::inline CUMTL_ABI::kernels {
+namespace cumtl::kernels {
 
 #if defined(__CUDACC__)
 template <class T>
@@ -32,4 +32,4 @@ __global__ void bias_gradient_kernel(std::int64_t columns, std::int64_t rows, co
 }
 #endif
 
-}  // namespace cumtl::inline CUMTL_ABI::kernels
+}  // namespace cumtl::kernels

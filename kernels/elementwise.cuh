@@ -13,7 +13,7 @@
 #include "cumtl/core/config.hpp"
 #include "cumtl/kernels/grid.cuh"
 
-namespace cumtl::inline CUMTL_ABI::kernels {
+namespace cumtl::kernels {
 
 #if defined(__CUDACC__)
 template <class T>
@@ -39,4 +39,4 @@ __global__ void add_kernel(std::int64_t count, const T* a, const T* b, T* out) {
 
 #endif
 
-}  // namespace cumtl::inline CUMTL_ABI::kernels
+}  // namespace cumtl::kernels

@@ -36,7 +36,7 @@
 
 #include "cumtl/core/config.hpp"
 
-namespace cumtl::inline CUMTL_ABI::kernels {
+namespace cumtl::kernels {
 
 inline constexpr int max_loss_heads = 16;
 
@@ -301,4 +301,4 @@ __global__ void finish_multitask_loss_kernel(LossHeadTable table, std::int64_t r
 }
 #endif
 
-}  // namespace cumtl::inline CUMTL_ABI::kernels
+}  // namespace cumtl::kernels

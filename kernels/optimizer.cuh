@@ -19,7 +19,7 @@
 #include "cumtl/core/config.hpp"
 #include "cumtl/kernels/grid.cuh"
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 // One SGD step, as PyTorch's torch.optim.SGD (dampening 0).
 struct SgdStep {
@@ -40,9 +40,9 @@ struct AdamWStep {
   std::uint64_t step = 1;  // 1-based: the bias corrections divide by 1 − β^step
 };
 
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl
 
-namespace cumtl::inline CUMTL_ABI::kernels {
+namespace cumtl::kernels {
 
 template <class T>
 struct SgdCoefficients {
@@ -120,4 +120,4 @@ __global__ void adamw_update_kernel(std::int64_t count, T* __restrict__ values, 
 }
 #endif
 
-}  // namespace cumtl::inline CUMTL_ABI::kernels
+}  // namespace cumtl::kernels

@@ -41,7 +41,7 @@
 #include "cumtl/core/config.hpp"
 #include "cumtl/kernels/grid.cuh"
 
-namespace cumtl::inline CUMTL_ABI::kernels {
+namespace cumtl::kernels {
 
 // The geometry of one pooling: x is [batch, in_h, in_w, channels], y is
 // [batch, out_h, out_w, channels]. Passed to kernels by value (no device copy).
@@ -251,4 +251,4 @@ __global__ void global_avg_pool_backward_kernel(std::int64_t count, std::int64_t
 }
 #endif
 
-}  // namespace cumtl::inline CUMTL_ABI::kernels
+}  // namespace cumtl::kernels

@@ -22,7 +22,7 @@
 #include "cumtl/core/config.hpp"
 #include "cumtl/kernels/grid.cuh"
 
-namespace cumtl::inline CUMTL_ABI::kernels {
+namespace cumtl::kernels {
 
 inline constexpr int max_normalize_channels = 3;
 
@@ -61,4 +61,4 @@ __global__ void normalize_images_kernel(std::int64_t count, const std::uint8_t* 
 }
 #endif
 
-}  // namespace cumtl::inline CUMTL_ABI::kernels
+}  // namespace cumtl::kernels

@@ -16,7 +16,7 @@
 #include "cumtl/core/config.hpp"
 #include "cumtl/kernels/grid.cuh"
 
-namespace cumtl::inline CUMTL_ABI::kernels {
+namespace cumtl::kernels {
 
 struct PhiloxBlock {
   std::uint32_t word[4];
@@ -95,4 +95,4 @@ __global__ void normal_kernel(T* out, std::int64_t count, std::uint64_t seed, st
 }
 #endif
 
-}  // namespace cumtl::inline CUMTL_ABI::kernels
+}  // namespace cumtl::kernels

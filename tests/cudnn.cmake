@@ -9,4 +9,4 @@ target_compile_definitions(cumtl_cudnn_plan_tests PRIVATE CUMTL_TEST_FIXTURES_DI
 doctest_discover_tests(cumtl_cudnn_plan_tests TEST_PREFIX "cudnn/" ADD_LABELS 1)
 
 # Execution against a naive CPU convolution: part of the GPU suite (skipped without a GPU).
-target_sources(cumtl_cuda_tests PRIVATE ${CMAKE_CURRENT_LIST_DIR}/cuda/test_cudnn_conv.cu)
+target_sources(cumtl_cuda_backend_tests PRIVATE ${CMAKE_CURRENT_LIST_DIR}/cuda/test_cudnn_conv.cu)

@@ -96,14 +96,31 @@ TEST_SUITE("core") {
     CHECK(copy.to_vector<double>() == std::vector<double>{100, 2, 3});
   }
 
-  TEST_CASE("cpu-only build: a host-compiled translation unit refuses GPU tensors and says why") {
-    CHECK_FALSE(cumtl::cuda_available());
-    CHECK(cumtl::cuda_device_count() == 0);
-    CHECK(cumtl::cuda_unavailable_reason().find("compiled without CUDA") != std::string::npos);
-    CHECK_ERROR_WITH(Tensor::empty(Shape{2}, ScalarType::f32, Device::cuda()), "cannot use cuda:0",
-                     "no CUDA device is available", "compiled without CUDA");
-    CHECK_ERROR_WITH(cumtl::Context(Device::cuda(0)), "no CUDA device is available");
-    CHECK_ERROR_WITH(Tensor::pinned(Shape{2}, ScalarType::f32), "pinned host memory needs CUDA");
+  TEST_CASE("CUDA backend: linked exactly when the build has it, and a CUDA device refused with the reason") {
+    // This file is compiled by the host compiler in every configuration; the
+    // build links the backend's implementation unit when CUDA is on.
+    CHECK(cumtl::cuda_backend_linked() == bool(CUMTL_TEST_CUDA_BACKEND));
+    if (!cumtl::cuda_backend_linked()) {
+      CHECK_FALSE(cumtl::cuda_available());
+      CHECK(cumtl::cuda_device_count() == 0);
+      CHECK(cumtl::cuda_unavailable_reason().find("no CUDA backend") != std::string::npos);
+      const std::string message =
+          cumtl_test::error_message([] { (void)Tensor::empty(Shape{2}, ScalarType::f32, Device::cuda()); });
+      CHECK(cumtl_test::contains_all(message, {"cannot use cuda:0: this program has no CUDA backend",
+                                               "hint: compile <cumtl/cuda_backend.cu> once with nvcc"}));
+      CHECK_ERROR_WITH(cumtl::Context(Device::cuda(0)), "this program has no CUDA backend");
+      CHECK_ERROR_WITH(Tensor::pinned(Shape{2}, ScalarType::f32), "this program has no CUDA backend");
+      CHECK_ERROR_WITH((void)cumtl::detail::cuda_backend(), "this program has no CUDA backend");
+    } else if (!cumtl::cuda_available()) {
+      CHECK(cumtl::cuda_device_count() == 0);
+      CHECK_FALSE(cumtl::cuda_unavailable_reason().empty());
+      CHECK_ERROR_WITH(Tensor::empty(Shape{2}, ScalarType::f32, Device::cuda()),
+                       "cannot use cuda:0: the CUDA backend is linked, but no GPU is usable");
+      CHECK_ERROR_WITH(cumtl::Context(Device::cuda(0)), "no GPU is usable");
+    } else {
+      MESSAGE("a GPU is usable here: nothing to refuse");
+      CHECK(cumtl::cuda_device_count() > 0);
+    }
   }
 
   TEST_CASE("workspace: grows only and keeps its block while big enough") {

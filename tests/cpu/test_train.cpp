@@ -20,7 +20,7 @@
 
 namespace fs = std::filesystem;
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 namespace {
 
 fs::path fresh_folder(const std::string& name) {
@@ -282,4 +282,4 @@ TEST_CASE("train: model.json round trip and a broken one named") {
 }
 
 }  // namespace
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl

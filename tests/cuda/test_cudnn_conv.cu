@@ -170,8 +170,8 @@ constexpr ConvDirection all_directions[] = {ConvDirection::forward, ConvDirectio
 TEST_SUITE("cudnn") {
   TEST_CASE("cudnn: device properties from the GPU") {
     Context ctx(Device::cuda(0));
-    const auto device = cumtl::cuda::DeviceProperties::from_handle(ctx.cudnn());
-    CHECK(device.handle() == ctx.cudnn());
+    const auto device = cumtl::cuda::DeviceProperties::from_handle(cumtl::cuda::cudnn_handle(ctx));
+    CHECK(device.handle() == cumtl::cuda::cudnn_handle(ctx));
     // The profile to commit as tests/fixtures/cudnn_h100_device.json from an H100.
     MESSAGE("this GPU's cuDNN device profile: ", device.json());
     if (const char* path = std::getenv("CUMTL_CUDNN_DEVICE_JSON"); path != nullptr && path[0] != '\0')

@@ -7,7 +7,7 @@
 // The fixture is an H100 SXM profile written from the field list that cuDNN
 // 9.19's JSON parser asks for (docs: /work/shared/CUDNN_GRAPH.md §6.3), not one
 // read from a card. The first GPU run should replace it with a real card's
-// DeviceProperties::from_handle(ctx.cudnn()).json(): the GPU suite prints it,
+// DeviceProperties::from_handle(cumtl::cuda::cudnn_handle(ctx)).json(): the GPU suite prints it,
 // and writes it to $CUMTL_CUDNN_DEVICE_JSON when that is set.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <algorithm>

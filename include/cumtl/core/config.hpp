@@ -1,21 +1,10 @@
 #pragma once
-// Compile-time facts about the translation unit that includes cumtl.
+// Compile-time facts shared by every translation unit that includes cumtl.
 //
-// The CUDA backend is compiled into a translation unit only when nvcc compiles
-// it: host compilers never see CUDA headers, so the CPU backend builds with any
-// C++20 compiler and no toolkit. Everything cumtl declares lives in an inline
-// namespace named after that choice (cumtl::with_cuda or cumtl::cpu_only), so a
-// program that links translation units of both kinds gets two distinct sets of
-// types and functions instead of a silent One Definition Rule violation: a
-// Tensor made in one cannot be handed to the other, and the linker says so.
-
-#if defined(__CUDACC__) && !defined(CUMTL_DISABLE_CUDA)
-#define CUMTL_HAS_CUDA 1
-#define CUMTL_ABI with_cuda
-#else
-#define CUMTL_HAS_CUDA 0
-#define CUMTL_ABI cpu_only
-#endif
+// The public headers are the same for every compiler: they include no CUDA
+// header and have no branch on whether CUDA compiles them. The CUDA backend
+// is one implementation unit, <cumtl/cuda_backend.cu>, that a program compiles
+// once with nvcc; it registers itself at start-up (core/cuda_backend.hpp).
 
 // Math shared by a CUDA kernel and its CPU twin.
 #if defined(__CUDACC__)

@@ -19,7 +19,7 @@
 #include "cumtl/core/modes.hpp"
 #include "cumtl/core/thread_pool.hpp"
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 class Context {
  public:
@@ -27,35 +27,28 @@ class Context {
   Context() : workspace_(Device::cpu()) {}
 
   // `device`; on a GPU, with a new non-blocking stream of its own. Throws when
-  // the device is not usable (no GPU, no driver, a CPU-only translation unit).
+  // the device is not usable (no GPU, no driver, a program without the CUDA backend).
   explicit Context(Device device) : device_(device), workspace_(device) {
     detail::require_usable(device);
-#if CUMTL_HAS_CUDA
     if (device.is_cuda()) {
-      const detail::DeviceGuard guard(device.index());
-      cudaStream_t stream = nullptr;
-      CUMTL_CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+      CUstream_st* stream = detail::cuda_backend().create_stream(device.index());
       init_cuda(std::make_shared<detail::StreamHolder>(stream, device.index(), /*owned=*/true));
     }
-#endif
   }
 
-#if CUMTL_HAS_CUDA
-  // A GPU context on the caller's stream, which cumtl enqueues on and never
-  // destroys; the caller keeps it alive while this context or its tensors live.
-  Context(Device device, cudaStream_t stream) : device_(device), workspace_(device) {
+  // A GPU context on the caller's stream (a cudaStream_t), which cumtl
+  // enqueues on and never destroys; the caller keeps it alive while this
+  // context or its tensors live.
+  Context(Device device, CUstream_st* stream) : device_(device), workspace_(device) {
     CUMTL_REQUIRE(device.is_cuda(), "a context on a CUDA stream needs a CUDA device, got ", device);
     detail::require_usable(device);
     init_cuda(std::make_shared<detail::StreamHolder>(stream, device.index(), /*owned=*/false));
   }
-#endif
 
   ~Context() {
-#if CUMTL_HAS_CUDA
     // Teardown errors cannot be acted on; destructors do not throw.
-    if (cudnn_ != nullptr) (void)cudnnDestroy(cudnn_);
-    if (cublas_ != nullptr) (void)cublasDestroy(cublas_);
-#endif
+    if (library_handles_.cudnn != nullptr || library_handles_.cublas != nullptr)
+      detail::cuda_backend().destroy_library_handles(library_handles_.cudnn, library_handles_.cublas);
   }
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
@@ -66,9 +59,7 @@ class Context {
 
   // Waits until everything enqueued on this context has finished.
   void synchronize() {
-#if CUMTL_HAS_CUDA
-    if (device_.is_cuda()) CUMTL_CHECK_CUDA(cudaStreamSynchronize(stream_->get()));
-#endif
+    if (device_.is_cuda()) detail::cuda_backend().synchronize(stream_->get());
   }
 
   Workspace& workspace() noexcept {
@@ -93,8 +84,8 @@ class Context {
     own_threads_ = std::make_unique<ThreadPool>(threads);
   }
 
-#if CUMTL_HAS_CUDA
-  cudaStream_t stream() const noexcept {
+  // The stream (a cudaStream_t) work on this GPU context is enqueued on; null on the CPU.
+  CUstream_st* stream() const noexcept {
     return stream_ ? stream_->get() : nullptr;
   }
   const std::shared_ptr<detail::StreamHolder>& stream_holder() const noexcept {
@@ -104,27 +95,16 @@ class Context {
     return multiprocessors_;
   }
 
-  // Created on first use (creating a cuDNN handle takes a noticeable time), bound to stream().
-  cudnnHandle_t cudnn() {
-    require_cuda("cudnn()");
-    if (cudnn_ == nullptr) {
-      const detail::DeviceGuard guard(device_.index());
-      CUMTL_CHECK_CUDNN(cudnnCreate(&cudnn_));
-      CUMTL_CHECK_CUDNN(cudnnSetStream(cudnn_, stream()));
-    }
-    return cudnn_;
+  // The cuDNN and cuBLAS handles (cudnnHandle_t, cublasHandle_t) of a GPU
+  // context, which the CUDA backend creates on first use, bound to stream(),
+  // and this context destroys with itself.
+  struct LibraryHandles {
+    void* cudnn = nullptr;
+    void* cublas = nullptr;
+  };
+  LibraryHandles& library_handles() noexcept {
+    return library_handles_;
   }
-
-  cublasHandle_t cublas() {
-    require_cuda("cublas()");
-    if (cublas_ == nullptr) {
-      const detail::DeviceGuard guard(device_.index());
-      CUMTL_CHECK_CUBLAS(cublasCreate(&cublas_));
-      CUMTL_CHECK_CUBLAS(cublasSetStream(cublas_, stream()));
-    }
-    return cublas_;
-  }
-#endif
 
   // The context that tensors made without one use: one per device, created on
   // first use, on a stream of its own. It lives until the process ends: freeing
@@ -145,28 +125,19 @@ class Context {
   }
 
  private:
-#if CUMTL_HAS_CUDA
   void init_cuda(std::shared_ptr<detail::StreamHolder> stream) {
     stream_ = std::move(stream);
     workspace_ = Workspace(device_, stream_);
-    CUMTL_CHECK_CUDA(cudaDeviceGetAttribute(&multiprocessors_, cudaDevAttrMultiProcessorCount, device_.index()));
+    multiprocessors_ = detail::cuda_backend().multiprocessor_count(device_.index());
   }
-
-  void require_cuda(const char* what) const {
-    CUMTL_REQUIRE(device_.is_cuda(), "Context::", what, " needs a CUDA context, this one is on ", device_);
-  }
-#endif
 
   Device device_;
   Workspace workspace_;
   NumericsPolicy numerics_;
   std::unique_ptr<ThreadPool> own_threads_;
-#if CUMTL_HAS_CUDA
   std::shared_ptr<detail::StreamHolder> stream_;
   int multiprocessors_ = 0;
-  cudnnHandle_t cudnn_ = nullptr;
-  cublasHandle_t cublas_ = nullptr;
-#endif
+  LibraryHandles library_handles_;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl

@@ -10,7 +10,7 @@
 
 #include "cumtl/core/error.hpp"
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 struct ConvShape {
   std::int64_t n = 0, h = 0, w = 0, c = 0;  // input
@@ -103,4 +103,4 @@ inline std::vector<ConvShape> resnet_convolutions(const ResNetConvLayout& layout
   return shapes;
 }
 
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl

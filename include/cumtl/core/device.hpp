@@ -7,12 +7,10 @@
 #include <string>
 #include <string_view>
 
+#include "cumtl/core/cuda_backend.hpp"
 #include "cumtl/core/error.hpp"
-#if CUMTL_HAS_CUDA
-#include "cumtl/core/cuda_status.hpp"
-#endif
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 enum class DeviceKind : std::uint8_t { cpu, cuda };
 
@@ -72,22 +70,10 @@ struct CudaDeviceQuery {
 inline const CudaDeviceQuery& cuda_device_query() {
   static const CudaDeviceQuery query = [] {
     CudaDeviceQuery result;
-#if CUMTL_HAS_CUDA
-    const cudaError_t status = cudaGetDeviceCount(&result.count);
-    if (status != cudaSuccess) {
-      (void)cudaGetLastError();
-      result.count = 0;
-      result.reason =
-          concat("cudaGetDeviceCount failed: ", cudaGetErrorName(status), " (", cudaGetErrorString(status), ")");
-      if (const std::string hint = cuda_hint(status); !hint.empty()) result.reason += "; " + hint;
-    } else if (result.count == 0) {
-      result.reason = "the CUDA runtime found no device (check nvidia-smi and CUDA_VISIBLE_DEVICES)";
-    }
-#else
-    result.reason =
-        "this translation unit was compiled without CUDA: compile it with nvcc, with cumtl "
-        "configured with CUMTL_CUDA=ON";
-#endif
+    if (CudaBackend* backend = registered_cuda_backend())
+      result.count = backend->device_count(result.reason);
+    else
+      result.reason = concat("this program has no CUDA backend; ", cuda_backend_missing_hint);
     return result;
   }();
   return query;
@@ -95,7 +81,7 @@ inline const CudaDeviceQuery& cuda_device_query() {
 
 }  // namespace detail
 
-// True when this translation unit has the CUDA backend and at least one GPU is
+// True when this program links the CUDA backend and at least one GPU is
 // usable. Never throws and never crashes: a machine without a driver answers false.
 inline bool cuda_available() noexcept {
   try {
@@ -123,12 +109,16 @@ namespace detail {
 // Throws unless `device` can hold data in this process.
 inline void require_usable(Device device) {
   if (device.is_cpu()) return;
+  if (registered_cuda_backend() == nullptr)
+    throw Error(concat("cannot use ", device, ": this program has no CUDA backend"), __FILE__, __LINE__,
+                cuda_backend_missing_hint);
   const CudaDeviceQuery& query = cuda_device_query();
   if (query.count == 0)
-    throw Error(concat("cannot use ", device, ": no CUDA device is available"), __FILE__, __LINE__, query.reason);
+    throw Error(concat("cannot use ", device, ": the CUDA backend is linked, but no GPU is usable"), __FILE__, __LINE__,
+                query.reason);
   CUMTL_REQUIRE(device.index() < query.count, "cannot use ", device, ": this process sees ", query.count,
                 " CUDA device(s)");
 }
 
 }  // namespace detail
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl

@@ -9,7 +9,7 @@
 
 #include "cumtl/core/error.hpp"
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 enum class ScalarType : std::uint8_t { f32, f64, i32, i64, i8, u8 };
 
@@ -83,4 +83,4 @@ void dispatch_floating(ScalarType type, std::string_view operation, Fn&& fn) {
   }
 }
 
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl

@@ -14,7 +14,7 @@
 
 #include "cumtl/core/config.hpp"
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 namespace detail {
 
@@ -119,7 +119,7 @@ std::string concat(const Parts&... parts) {
 }
 
 }  // namespace detail
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl
 
 // Throws cumtl::Error with the concatenated message unless `condition` holds.
 #define CUMTL_REQUIRE(condition, ...)                                                 \

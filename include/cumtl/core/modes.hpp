@@ -6,7 +6,7 @@
 
 #include "cumtl/core/config.hpp"
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 // Whether a backward pass adds into a gradient tensor or replaces its content.
 // Parameter gradients accumulate over a step (a parameter may be used twice,
@@ -20,9 +20,9 @@ enum class Activation : std::uint8_t { none, relu };
 // statistics and is deterministic.
 enum class Phase : std::uint8_t { train, eval };
 
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 // How much numerical latitude GPU library calls get. TF32 tensor cores make
 // fp32 convolutions several times faster at about 1e-3 relative error;
@@ -33,12 +33,12 @@ struct NumericsPolicy {
   bool deterministic = false;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 // Whether a layer's backward computes the gradient of its input. The first
 // layer of a network has no use for it, and skipping it saves a whole pass.
 enum class InputGradient : std::uint8_t { compute, skip };
 
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl

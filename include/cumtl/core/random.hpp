@@ -8,7 +8,7 @@
 
 #include "cumtl/kernels/random.cuh"
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 class Generator {
  public:
@@ -34,4 +34,4 @@ class Generator {
   std::uint64_t offset_;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl

@@ -13,7 +13,7 @@
 
 #include "cumtl/core/error.hpp"
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 class Shape {
  public:
@@ -76,4 +76,4 @@ inline std::ostream& operator<<(std::ostream& stream, const Shape& shape) {
   return stream << shape.str();
 }
 
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl

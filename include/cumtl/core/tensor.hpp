@@ -15,7 +15,7 @@
 #include "cumtl/core/dtype.hpp"
 #include "cumtl/core/shape.hpp"
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 namespace detail {
 
@@ -33,12 +33,8 @@ inline void copy_bytes(Context& ctx, void* dst, Device dst_device, const void* s
                     ctx.device() == (src_device.is_cuda() ? src_device : dst_device),
                 "a copy from ", src_device, " to ", dst_device, " must run on a context of one of them, got ",
                 ctx.device());
-#if CUMTL_HAS_CUDA
   // Unified addressing tells the runtime the direction from the pointers.
-  CUMTL_CHECK_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, ctx.stream()));
-#else
-  CUMTL_FAIL("copy from ", src_device, " to ", dst_device, ": ", cuda_unavailable_reason());
-#endif
+  cuda_backend().copy(dst, src, bytes, ctx.stream());
 }
 
 }  // namespace detail
@@ -50,9 +46,7 @@ class Tensor {
 
   static Tensor empty(Context& ctx, const Shape& shape, ScalarType dtype) {
     const std::size_t bytes = std::size_t(shape.numel()) * size_of(dtype);
-#if CUMTL_HAS_CUDA
     if (ctx.device().is_cuda()) return Tensor(Storage::device(bytes, ctx.stream_holder()), 0, shape, dtype);
-#endif
     detail::require_usable(ctx.device());
     return Tensor(Storage::host(bytes), 0, shape, dtype);
   }
@@ -70,12 +64,8 @@ class Tensor {
   }
 
   // Page-locked host memory, so copies to and from a GPU run asynchronously.
-  static Tensor pinned([[maybe_unused]] const Shape& shape, [[maybe_unused]] ScalarType dtype) {
-#if CUMTL_HAS_CUDA
+  static Tensor pinned(const Shape& shape, ScalarType dtype) {
     return Tensor(Storage::pinned_host(std::size_t(shape.numel()) * size_of(dtype)), 0, shape, dtype);
-#else
-    CUMTL_FAIL("pinned host memory needs CUDA: ", cuda_unavailable_reason());
-#endif
   }
 
   // A CPU tensor holding a copy of `values`.
@@ -182,12 +172,10 @@ class Tensor {
   void set_zero(Context& ctx) {
     if (bytes() == 0) return;
     CUMTL_REQUIRE(ctx.device() == device(), "set_zero of ", description(), " on a context on ", ctx.device());
-#if CUMTL_HAS_CUDA
     if (device().is_cuda()) {
-      CUMTL_CHECK_CUDA(cudaMemsetAsync(raw_data(), 0, bytes(), ctx.stream()));
+      detail::cuda_backend().fill_bytes(raw_data(), 0, bytes(), ctx.stream());
       return;
     }
-#endif
     std::memset(raw_data(), 0, bytes());
   }
 
@@ -213,4 +201,4 @@ struct NamedTensor {
   Tensor tensor;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl

@@ -28,7 +28,7 @@
 #include "cumtl/core/config.hpp"
 #include "cumtl/core/error.hpp"
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 class ThreadPool {
  public:
@@ -176,4 +176,4 @@ class ThreadPool {
   std::mutex error_mutex_;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl

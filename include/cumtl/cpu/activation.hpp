@@ -8,7 +8,7 @@
 #include "cumtl/core/context.hpp"
 #include "cumtl/kernels/activation.cuh"
 
-namespace cumtl::inline CUMTL_ABI::cpu {
+namespace cumtl::cpu {
 
 template <class T>
 void relu_forward(Context&, std::int64_t count, const T* x, T* y) {
@@ -29,4 +29,4 @@ void dropout(Context&, std::int64_t count, std::uint64_t seed, std::uint64_t off
     y[i] = kernels::dropout_element(x[i], seed, offset + std::uint64_t(i), p, scale);
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cpu
+}  // namespace cumtl::cpu

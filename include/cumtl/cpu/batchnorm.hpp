@@ -19,7 +19,7 @@
 #include "cumtl/core/modes.hpp"
 #include "cumtl/kernels/batchnorm.cuh"
 
-namespace cumtl::inline CUMTL_ABI::cpu {
+namespace cumtl::cpu {
 
 namespace detail {
 
@@ -344,4 +344,4 @@ void batchnorm_backward(Context& ctx, std::int64_t rows, std::int64_t channels, 
   });
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cpu
+}  // namespace cumtl::cpu

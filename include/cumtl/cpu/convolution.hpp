@@ -22,7 +22,7 @@
 #include "cumtl/cpu/elementwise.hpp"
 #include "cumtl/cpu/gemm.hpp"
 
-namespace cumtl::inline CUMTL_ABI::cpu {
+namespace cumtl::cpu {
 
 namespace detail {
 
@@ -216,4 +216,4 @@ void conv_backward_filter(Context& ctx, const ConvShape& shape, const T* x, cons
   });
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cpu
+}  // namespace cumtl::cpu

@@ -8,7 +8,7 @@
 
 #include "cumtl/core/context.hpp"
 
-namespace cumtl::inline CUMTL_ABI::cpu {
+namespace cumtl::cpu {
 
 inline constexpr std::int64_t elementwise_chunk = std::int64_t(1) << 15;
 
@@ -39,4 +39,4 @@ void add(Context& ctx, std::int64_t count, const T* a, const T* b, T* out) {
   });
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cpu
+}  // namespace cumtl::cpu

@@ -16,7 +16,7 @@
 
 #include "cumtl/core/error.hpp"
 
-namespace cumtl::inline CUMTL_ABI::cpu {
+namespace cumtl::cpu {
 
 // CBLAS takes int extents (OpenBLAS's blasint, unless built for 64-bit indices).
 inline int blas_extent(std::int64_t extent) {
@@ -51,4 +51,4 @@ inline void gemm(bool transpose_a, bool transpose_b, std::int64_t m, std::int64_
               blas_extent(ldc));
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cpu
+}  // namespace cumtl::cpu

@@ -8,7 +8,7 @@
 #include "cumtl/core/modes.hpp"
 #include "cumtl/cpu/gemm.hpp"
 
-namespace cumtl::inline CUMTL_ABI::cpu {
+namespace cumtl::cpu {
 
 // y[rows, columns] += bias[columns] broadcast over rows.
 template <class T>
@@ -48,4 +48,4 @@ void linear_backward_weight(Context&, std::int64_t n, std::int64_t in, std::int6
   gemm(true, false, out, in, n, T(1), dy, out, x, in, mode == GradientMode::accumulate ? T(1) : T(0), dweight, in);
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cpu
+}  // namespace cumtl::cpu

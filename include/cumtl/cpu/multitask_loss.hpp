@@ -10,7 +10,7 @@
 #include "cumtl/core/context.hpp"
 #include "cumtl/kernels/multitask_loss.cuh"
 
-namespace cumtl::inline CUMTL_ABI::cpu {
+namespace cumtl::cpu {
 
 template <class T>
 void multitask_loss(Context&, const kernels::LossHeadTable& table, std::int64_t rows, const T* logits,
@@ -104,4 +104,4 @@ void multitask_loss(Context&, const kernels::LossHeadTable& table, std::int64_t 
   outputs.losses[table.count] = T(total);
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cpu
+}  // namespace cumtl::cpu

@@ -9,7 +9,7 @@
 #include "cumtl/cpu/elementwise.hpp"
 #include "cumtl/kernels/optimizer.cuh"
 
-namespace cumtl::inline CUMTL_ABI::cpu {
+namespace cumtl::cpu {
 
 template <class T>
 void sgd_update(Context& ctx, std::int64_t count, T* values, const T* gradients, T* buffer, const T* mask,
@@ -29,4 +29,4 @@ void adamw_update(Context& ctx, std::int64_t count, T* values, const T* gradient
   });
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cpu
+}  // namespace cumtl::cpu

@@ -9,7 +9,7 @@
 #include "cumtl/core/context.hpp"
 #include "cumtl/kernels/pooling.cuh"
 
-namespace cumtl::inline CUMTL_ABI::cpu {
+namespace cumtl::cpu {
 
 template <class T>
 void max_pool2d_forward(Context&, const kernels::PoolShape& shape, const T* x, T* y, std::int32_t* argmax) {
@@ -54,4 +54,4 @@ void global_avg_pool_backward(Context&, std::int64_t batch, std::int64_t plane, 
   for (std::int64_t i = 0; i < count; ++i) dx[i] = kernels::global_avg_pool_backward_element(i, plane, channels, dy);
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cpu
+}  // namespace cumtl::cpu

@@ -8,7 +8,7 @@
 #include "cumtl/core/context.hpp"
 #include "cumtl/kernels/preprocess.cuh"
 
-namespace cumtl::inline CUMTL_ABI::cpu {
+namespace cumtl::cpu {
 
 // `count` elements of an HWC (or NHWC) array with `channels` values per pixel.
 template <class T>
@@ -23,4 +23,4 @@ void normalize_images(Context&, std::int64_t count, int channels, const std::uin
     }
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cpu
+}  // namespace cumtl::cpu

@@ -7,7 +7,7 @@
 #include "cumtl/core/context.hpp"
 #include "cumtl/kernels/random.cuh"
 
-namespace cumtl::inline CUMTL_ABI::cpu {
+namespace cumtl::cpu {
 
 template <class T>
 void uniform(Context&, T* out, std::int64_t count, std::uint64_t seed, std::uint64_t offset, T low, T high) {
@@ -21,4 +21,4 @@ void normal(Context&, T* out, std::int64_t count, std::uint64_t seed, std::uint6
     out[i] = kernels::normal_element(seed, offset + std::uint64_t(i), mean, stddev);
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cpu
+}  // namespace cumtl::cpu

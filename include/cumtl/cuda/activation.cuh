@@ -6,7 +6,7 @@
 #include "cumtl/cuda/launch.hpp"
 #include "cumtl/kernels/activation.cuh"
 
-namespace cumtl::inline CUMTL_ABI::cuda {
+namespace cumtl::cuda {
 
 template <class T>
 void relu_forward(Context& ctx, std::int64_t count, const T* x, T* y) {
@@ -24,4 +24,4 @@ void dropout(Context& ctx, std::int64_t count, std::uint64_t seed, std::uint64_t
   launch_elementwise(ctx, "cumtl::dropout", kernels::dropout_kernel<T>, count, count, seed, offset, p, scale, x, y);
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cuda
+}  // namespace cumtl::cuda

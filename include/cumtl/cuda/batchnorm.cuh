@@ -14,7 +14,7 @@
 #include "cumtl/cuda/launch.hpp"
 #include "cumtl/kernels/batchnorm.cuh"
 
-namespace cumtl::inline CUMTL_ABI::cuda {
+namespace cumtl::cuda {
 
 // The tile of kernels/batchnorm.cuh: TX channels × TY rows per block, channel
 // tiles × row blocks in the grid, and the rows each row block owns.
@@ -121,4 +121,4 @@ void batchnorm_backward(Context& ctx, std::int64_t rows, std::int64_t channels, 
   CUMTL_CHECK_LAUNCH(ctx, "batchnorm_backward_apply_kernel");
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cuda
+}  // namespace cumtl::cuda

@@ -38,11 +38,6 @@
 // host thread: a plan is not tied to a stream (the handle passed at execution
 // is), and cuDNN does not promise that plans are safe to share across threads.
 
-#include "cumtl/core/config.hpp"
-#if !CUMTL_HAS_CUDA
-#error "cumtl/cuda/cudnn_graph.hpp is for translation units compiled by nvcc"
-#endif
-
 #include <cudnn.h>
 
 #include <algorithm>
@@ -65,7 +60,7 @@
 #include "cumtl/core/conv_shape.hpp"
 #include "cumtl/cuda/launch.hpp"
 
-namespace cumtl::inline CUMTL_ABI::cuda {
+namespace cumtl::cuda {
 
 // ---------------------------------------------------------------------------
 // Names for messages
@@ -1184,7 +1179,7 @@ inline const DeviceProperties& device_properties(Context& ctx) {
   const std::size_t index = std::size_t(ctx.device().index());
   if (devices.size() <= index) devices.resize(index + 1, nullptr);
   if (devices[index] == nullptr) {
-    DeviceProperties read = DeviceProperties::from_handle(ctx.cudnn());
+    DeviceProperties read = DeviceProperties::from_handle(cudnn_handle(ctx));
     if (!read.json().empty()) {
       try {
         read = DeviceProperties::from_json(read.json());
@@ -1226,7 +1221,7 @@ inline void execute_conv(Context& ctx, const char* name, ConvDirection direction
 
   const ProfileRange range(name);
   const detail::DeviceGuard guard(ctx.device().index());
-  cudnnHandle_t handle = ctx.cudnn();
+  cudnnHandle_t handle = cudnn_handle(ctx);
   const DeviceProperties& device = device_properties(ctx);
   const ConvPlanKey key =
       make_conv_plan_key(device, direction, shape, numerics, -1, alpha, beta, data_type, alignments);
@@ -1283,4 +1278,4 @@ inline void conv_backward_filter(Context& ctx, const ConvShape& shape, ConvNumer
                              dy, CUDNN_DATA_FLOAT, alpha, beta);
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cuda
+}  // namespace cumtl::cuda

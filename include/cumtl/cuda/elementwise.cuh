@@ -4,7 +4,7 @@
 #include "cumtl/cuda/launch.hpp"
 #include "cumtl/kernels/elementwise.cuh"
 
-namespace cumtl::inline CUMTL_ABI::cuda {
+namespace cumtl::cuda {
 
 template <class T>
 void fill(Context& ctx, T* out, std::int64_t count, T value) {
@@ -26,4 +26,4 @@ void add(Context& ctx, std::int64_t count, const T* a, const T* b, T* out) {
   launch_elementwise(ctx, "cumtl::add", kernels::add_kernel<T>, count, count, a, b, out);
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cuda
+}  // namespace cumtl::cuda

@@ -7,11 +7,13 @@
 // is reported by the launcher of the kernel that caused it instead of by some
 // later call (slow: for debugging only).
 
-#include "cumtl/core/config.hpp"
-#if !CUMTL_HAS_CUDA
-#error "cumtl/cuda/launch.hpp is for translation units compiled by nvcc"
+#if !defined(__CUDACC__)
+#error "cumtl/cuda/launch.hpp is for the CUDA backend's implementation unit, compiled by nvcc"
 #endif
 
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
 #include <nvtx3/nvToolsExt.h>
 
 #include <algorithm>
@@ -21,8 +23,9 @@
 #include <utility>
 
 #include "cumtl/core/context.hpp"
+#include "cumtl/cuda/status.hpp"
 
-namespace cumtl::inline CUMTL_ABI::cuda {
+namespace cumtl::cuda {
 
 inline bool sync_after_launch() {
   static const bool enabled = [] {
@@ -63,6 +66,34 @@ class ProfileRange {
   }
 };
 
+// The context's cuDNN and cuBLAS handles, created on first use (creating a
+// cuDNN handle takes a noticeable time) and bound to the context's stream.
+inline cudnnHandle_t cudnn_handle(Context& ctx) {
+  CUMTL_REQUIRE(ctx.device().is_cuda(), "a cuDNN handle needs a CUDA context, this one is on ", ctx.device());
+  Context::LibraryHandles& handles = ctx.library_handles();
+  if (handles.cudnn == nullptr) {
+    const detail::DeviceGuard guard(ctx.device().index());
+    cudnnHandle_t handle = nullptr;
+    CUMTL_CHECK_CUDNN(cudnnCreate(&handle));
+    handles.cudnn = handle;
+    CUMTL_CHECK_CUDNN(cudnnSetStream(handle, ctx.stream()));
+  }
+  return static_cast<cudnnHandle_t>(handles.cudnn);
+}
+
+inline cublasHandle_t cublas_handle(Context& ctx) {
+  CUMTL_REQUIRE(ctx.device().is_cuda(), "a cuBLAS handle needs a CUDA context, this one is on ", ctx.device());
+  Context::LibraryHandles& handles = ctx.library_handles();
+  if (handles.cublas == nullptr) {
+    const detail::DeviceGuard guard(ctx.device().index());
+    cublasHandle_t handle = nullptr;
+    CUMTL_CHECK_CUBLAS(cublasCreate(&handle));
+    handles.cublas = handle;
+    CUMTL_CHECK_CUBLAS(cublasSetStream(handle, ctx.stream()));
+  }
+  return static_cast<cublasHandle_t>(handles.cublas);
+}
+
 #define CUMTL_CHECK_LAUNCH(ctx, kernel) ::cumtl::cuda::check_launch((ctx), (kernel), __FILE__, __LINE__)
 
 inline constexpr int elementwise_block = 256;
@@ -87,4 +118,4 @@ void launch_elementwise(Context& ctx, const char* name, void (*kernel)(Parameter
   CUMTL_CHECK_LAUNCH(ctx, name);
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cuda
+}  // namespace cumtl::cuda

@@ -10,7 +10,7 @@
 #include "cumtl/cuda/launch.hpp"
 #include "cumtl/kernels/bias.cuh"
 
-namespace cumtl::inline CUMTL_ABI::cuda {
+namespace cumtl::cuda {
 
 inline void cublas_gemm(cublasHandle_t handle, cublasOperation_t transpose_a, cublasOperation_t transpose_b, int m,
                         int n, int k, float alpha, const float* a, int lda, const float* b, int ldb, float beta,
@@ -49,8 +49,8 @@ void linear_forward(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t 
   if (n == 0 || out == 0) return;
   const ProfileRange range("cumtl::linear_forward");
   const ::cumtl::detail::DeviceGuard guard(ctx.device().index());
-  cublas_gemm(ctx.cublas(), CUBLAS_OP_T, CUBLAS_OP_N, cublas_extent(out), cublas_extent(n), cublas_extent(in), T(1),
-              weight, cublas_extent(in), x, cublas_extent(in), T(0), y, cublas_extent(out));
+  cublas_gemm(cublas_handle(ctx), CUBLAS_OP_T, CUBLAS_OP_N, cublas_extent(out), cublas_extent(n), cublas_extent(in),
+              T(1), weight, cublas_extent(in), x, cublas_extent(in), T(0), y, cublas_extent(out));
 }
 
 // dx[n, in] = dy[n, out] · weight[out, in]  ⇔  dxᵀ[in, n] = weightᵀ[in, out] · dyᵀ[out, n]
@@ -60,8 +60,8 @@ void linear_backward_data(Context& ctx, std::int64_t n, std::int64_t in, std::in
   if (n == 0 || in == 0) return;
   const ProfileRange range("cumtl::linear_backward_data");
   const ::cumtl::detail::DeviceGuard guard(ctx.device().index());
-  cublas_gemm(ctx.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, cublas_extent(in), cublas_extent(n), cublas_extent(out), T(1),
-              weight, cublas_extent(in), dy, cublas_extent(out), T(0), dx, cublas_extent(in));
+  cublas_gemm(cublas_handle(ctx), CUBLAS_OP_N, CUBLAS_OP_N, cublas_extent(in), cublas_extent(n), cublas_extent(out),
+              T(1), weight, cublas_extent(in), dy, cublas_extent(out), T(0), dx, cublas_extent(in));
 }
 
 // dweight[out, in] (+)= dy[n, out]ᵀ · x[n, in]  ⇔  dweightᵀ[in, out] (+)= xᵀ[in, n] · dy[n, out]
@@ -71,9 +71,9 @@ void linear_backward_weight(Context& ctx, std::int64_t n, std::int64_t in, std::
   if (in == 0 || out == 0) return;
   const ProfileRange range("cumtl::linear_backward_weight");
   const ::cumtl::detail::DeviceGuard guard(ctx.device().index());
-  cublas_gemm(ctx.cublas(), CUBLAS_OP_N, CUBLAS_OP_T, cublas_extent(in), cublas_extent(out), cublas_extent(n), T(1), x,
-              cublas_extent(in), dy, cublas_extent(out), mode == GradientMode::accumulate ? T(1) : T(0), dweight,
-              cublas_extent(in));
+  cublas_gemm(cublas_handle(ctx), CUBLAS_OP_N, CUBLAS_OP_T, cublas_extent(in), cublas_extent(out), cublas_extent(n),
+              T(1), x, cublas_extent(in), dy, cublas_extent(out), mode == GradientMode::accumulate ? T(1) : T(0),
+              dweight, cublas_extent(in));
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cuda
+}  // namespace cumtl::cuda

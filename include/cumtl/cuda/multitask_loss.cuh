@@ -6,7 +6,7 @@
 #include "cumtl/cuda/launch.hpp"
 #include "cumtl/kernels/multitask_loss.cuh"
 
-namespace cumtl::inline CUMTL_ABI::cuda {
+namespace cumtl::cuda {
 
 template <class T>
 void multitask_loss(Context& ctx, const kernels::LossHeadTable& table, std::int64_t rows, const T* logits,
@@ -36,4 +36,4 @@ void multitask_loss(Context& ctx, const kernels::LossHeadTable& table, std::int6
   CUMTL_CHECK_LAUNCH(ctx, "finish_multitask_loss_kernel");
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cuda
+}  // namespace cumtl::cuda

@@ -4,7 +4,7 @@
 #include "cumtl/cuda/launch.hpp"
 #include "cumtl/kernels/optimizer.cuh"
 
-namespace cumtl::inline CUMTL_ABI::cuda {
+namespace cumtl::cuda {
 
 template <class T>
 void sgd_update(Context& ctx, std::int64_t count, T* values, const T* gradients, T* buffer, const T* mask,
@@ -20,4 +20,4 @@ void adamw_update(Context& ctx, std::int64_t count, T* values, const T* gradient
                      mask, kernels::adamw_coefficients<T>(step));
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cuda
+}  // namespace cumtl::cuda

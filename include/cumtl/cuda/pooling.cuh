@@ -10,7 +10,7 @@
 #include "cumtl/cuda/launch.hpp"
 #include "cumtl/kernels/pooling.cuh"
 
-namespace cumtl::inline CUMTL_ABI::cuda {
+namespace cumtl::cuda {
 
 // Calls launch.template operator()<Index>() with 32-bit indices when every
 // offset into a tensor of `largest` elements fits (the grid-stride loop's own
@@ -80,4 +80,4 @@ void global_avg_pool_backward(Context& ctx, std::int64_t batch, std::int64_t pla
   });
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cuda
+}  // namespace cumtl::cuda

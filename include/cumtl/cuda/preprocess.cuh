@@ -7,7 +7,7 @@
 #include "cumtl/cuda/launch.hpp"
 #include "cumtl/kernels/preprocess.cuh"
 
-namespace cumtl::inline CUMTL_ABI::cuda {
+namespace cumtl::cuda {
 
 template <class T>
 void normalize_images(Context& ctx, std::int64_t count, int channels, const std::uint8_t* pixels,
@@ -25,4 +25,4 @@ void normalize_images(Context& ctx, std::int64_t count, int channels, const std:
   }
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cuda
+}  // namespace cumtl::cuda

@@ -4,7 +4,7 @@
 #include "cumtl/cuda/launch.hpp"
 #include "cumtl/kernels/random.cuh"
 
-namespace cumtl::inline CUMTL_ABI::cuda {
+namespace cumtl::cuda {
 
 template <class T>
 void uniform(Context& ctx, T* out, std::int64_t count, std::uint64_t seed, std::uint64_t offset, T low, T high) {
@@ -16,4 +16,4 @@ void normal(Context& ctx, T* out, std::int64_t count, std::uint64_t seed, std::u
   launch_elementwise(ctx, "cumtl::normal", kernels::normal_kernel<T>, count, out, count, seed, offset, mean, stddev);
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::cuda
+}  // namespace cumtl::cuda

@@ -32,7 +32,7 @@
 #include "cumtl/data/sample.hpp"
 #include "cumtl/kernels/random.cuh"
 
-namespace cumtl::inline CUMTL_ABI::data {
+namespace cumtl::data {
 
 struct AugmentOptions {
   int size = 64;                                  // output height and width
@@ -316,4 +316,4 @@ inline Image center_resize(const Image& image, int size) {
   return out;
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::data
+}  // namespace cumtl::data

@@ -8,7 +8,7 @@
 
 #include "cumtl/data/sample.hpp"
 
-namespace cumtl::inline CUMTL_ABI::data {
+namespace cumtl::data {
 
 class Dataset {
  public:
@@ -26,4 +26,4 @@ class Dataset {
   virtual Labels labels(std::size_t index) const = 0;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI::data
+}  // namespace cumtl::data

@@ -25,7 +25,7 @@
 #include "cumtl/data/manifest.hpp"
 #include "cumtl/data/sample.hpp"
 
-namespace cumtl::inline CUMTL_ABI::data {
+namespace cumtl::data {
 
 enum class DataSplit : std::uint8_t { train, validation, test, all };
 
@@ -559,4 +559,4 @@ class Affectnet final : public detail::ImageListDataset {
   std::array<std::size_t, affectnet_codes.size()> skipped_{};
 };
 
-}  // namespace cumtl::inline CUMTL_ABI::data
+}  // namespace cumtl::data

@@ -34,7 +34,7 @@
 #include "cumtl/data/sample.hpp"
 #include "cumtl/io/atomic_file.hpp"
 
-namespace cumtl::inline CUMTL_ABI::data {
+namespace cumtl::data {
 
 struct ImageLimits {
   // The most pixels (width × height) a header may claim; 64 megapixels by default.
@@ -361,4 +361,4 @@ inline void write_png(const std::filesystem::path& file, const Image& image) {
   detail::write_file_atomically(file, encoded);
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::data
+}  // namespace cumtl::data

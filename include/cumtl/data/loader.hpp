@@ -62,7 +62,7 @@
 #include "cumtl/loss/multitask_loss.hpp"
 #include "cumtl/ops/preprocess.hpp"
 
-namespace cumtl::inline CUMTL_ABI::data {
+namespace cumtl::data {
 
 // One batch on the loader's device.
 struct Batch {
@@ -216,7 +216,6 @@ class Loader {
     affine_ = kernels::normalize_affine<float>(options_.mean, options_.stddev);
     const std::size_t slots = std::max<std::size_t>(options_.prefetch, 2);
     slots_.resize(slots);
-#if CUMTL_HAS_CUDA
     if (ctx_.device().is_cuda()) {
       try {
         allocate_device_staging();
@@ -225,7 +224,6 @@ class Loader {
         throw;
       }
     }
-#endif
     std::size_t threads = options_.threads;
     if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency()) - 1;
     threads = std::max<std::size_t>(threads, 1);
@@ -234,18 +232,14 @@ class Loader {
       for (std::size_t t = 0; t < threads; ++t) workers_.emplace_back([this] { work(); });
     } catch (...) {
       stop_workers();
-#if CUMTL_HAS_CUDA
       release_device_staging();
-#endif
       throw;
     }
   }
 
   ~Loader() {
     stop_workers();
-#if CUMTL_HAS_CUDA
     release_device_staging();
-#endif
   }
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
@@ -287,7 +281,6 @@ class Loader {
     Batch batch;
     batch.size = slot.samples.size();
     batch.samples = std::move(slot.samples);
-#if CUMTL_HAS_CUDA
     if (ctx_.device().is_cuda()) {
       // The slot stays ours until consume_ moves on, so the hand-over needs no lock.
       lock.unlock();
@@ -300,7 +293,6 @@ class Loader {
       }
       lock.lock();
     }
-#endif
     if (ctx_.device().is_cpu()) {
       batch.images = std::move(slot.images);
       batch.labels = std::move(slot.labels);
@@ -357,12 +349,10 @@ class Loader {
     Tensor images;  // CPU: float32 [n, S, S, 3]
     Tensor pixels;  // GPU: uint8 [B, S, S, 3]
     MultiTaskLabels labels;
-#if CUMTL_HAS_CUDA
     Tensor device_pixels;
     MultiTaskLabels device_labels;
-    cudaEvent_t copied = nullptr;    // on the copy stream: the staging has reached the device
-    cudaEvent_t consumed = nullptr;  // on the compute stream: the device staging has been read
-#endif
+    std::unique_ptr<cumtl::detail::CudaEvent> copied;    // on the copy stream: the staging has reached the device
+    std::unique_ptr<cumtl::detail::CudaEvent> consumed;  // on the compute stream: the device staging has been read
   };
 
   struct Task {
@@ -470,13 +460,11 @@ class Loader {
     SampleRef& ref = slot.samples[task.position];
     const std::size_t first_index = ref.index;
     try {
-#if CUMTL_HAS_CUDA
       // The pinned staging may still be on its way to the device for the slot's previous batch.
       if (ctx_.device().is_cuda()) {
         const cumtl::detail::DeviceGuard guard(ctx_.device().index());
-        CUMTL_CHECK_CUDA(cudaEventSynchronize(slot.copied));
+        slot.copied->synchronize();
       }
-#endif
       const Dataset& dataset = sampler_.dataset(ref.dataset);
       const std::size_t size = dataset.size();
       const std::uint64_t counter =
@@ -531,7 +519,6 @@ class Loader {
         first_skip_ = FirstSkip{task.batch, task.position, std::move(outcome.skip_reason)};
     }
     if (--slot.remaining > 0) return;
-#if CUMTL_HAS_CUDA
     if (ctx_.device().is_cuda() && !slot.error) {
       lock.unlock();
       std::exception_ptr error;
@@ -543,14 +530,10 @@ class Loader {
       lock.lock();
       if (error) slot.error = error;
     }
-#else
-    (void)lock;
-#endif
     slot.ready = true;
     ready_cv_.notify_all();
   }
 
-#if CUMTL_HAS_CUDA
   void allocate_device_staging() {
     copy_ctx_ = std::make_unique<Context>(ctx_.device());
     const auto rows = std::int64_t(sampler_.batch_size());
@@ -563,8 +546,8 @@ class Loader {
       slot.device_pixels = Tensor::empty(*copy_ctx_, slot.pixels.shape(), ScalarType::u8);
       slot.device_labels = {Tensor::empty(*copy_ctx_, slot.labels.classes.shape(), ScalarType::i32),
                             Tensor::empty(*copy_ctx_, slot.labels.binary.shape(), ScalarType::i8)};
-      CUMTL_CHECK_CUDA(cudaEventCreateWithFlags(&slot.copied, cudaEventDisableTiming));
-      CUMTL_CHECK_CUDA(cudaEventCreateWithFlags(&slot.consumed, cudaEventDisableTiming));
+      slot.copied = std::make_unique<cumtl::detail::CudaEvent>(ctx_.device().index());
+      slot.consumed = std::make_unique<cumtl::detail::CudaEvent>(ctx_.device().index());
     }
   }
 
@@ -573,14 +556,15 @@ class Loader {
   // must not be freed under a copy). Errors here cannot be acted on.
   void release_device_staging() noexcept {
     if (!copy_ctx_) return;
-    const cudaStream_t copy_stream = copy_ctx_->stream();
-    for (Slot& slot : slots_)
-      if (slot.consumed != nullptr) (void)cudaStreamWaitEvent(copy_stream, slot.consumed, 0);
-    (void)cudaStreamSynchronize(copy_stream);
+    try {
+      for (Slot& slot : slots_)
+        if (slot.consumed) slot.consumed->make_wait(copy_ctx_->stream());
+      copy_ctx_->synchronize();
+    } catch (...) {  // a sticky device error: the next checked call reports it
+    }
     for (Slot& slot : slots_) {
-      if (slot.copied != nullptr) (void)cudaEventDestroy(slot.copied);
-      if (slot.consumed != nullptr) (void)cudaEventDestroy(slot.consumed);
-      slot.copied = slot.consumed = nullptr;
+      slot.copied.reset();
+      slot.consumed.reset();
     }
   }
 
@@ -590,7 +574,7 @@ class Loader {
     const cumtl::detail::DeviceGuard guard(ctx_.device().index());
     const Device device = ctx_.device();
     const auto n = std::int64_t(slot.samples.size());
-    CUMTL_CHECK_CUDA(cudaStreamWaitEvent(copy_ctx_->stream(), slot.consumed, 0));
+    slot.consumed->make_wait(copy_ctx_->stream());
     const auto copy_rows = [&](const Tensor& from, const Tensor& to) {
       const Tensor rows = from.slice(0, n);
       cumtl::detail::copy_bytes(*copy_ctx_, to.raw_data(), device, rows.raw_data(), Device::cpu(), rows.bytes());
@@ -598,7 +582,7 @@ class Loader {
     copy_rows(slot.pixels, slot.device_pixels);
     copy_rows(slot.labels.classes, slot.device_labels.classes);
     copy_rows(slot.labels.binary, slot.device_labels.binary);
-    CUMTL_CHECK_CUDA(cudaEventRecord(slot.copied, copy_ctx_->stream()));
+    slot.copied->record(copy_ctx_->stream());
   }
 
   // On the consumer's thread: everything enqueued on the compute stream.
@@ -606,7 +590,7 @@ class Loader {
     const cumtl::detail::DeviceGuard guard(ctx_.device().index());
     const auto n = std::int64_t(batch.size);
     const std::int64_t size = options_.image_size;
-    CUMTL_CHECK_CUDA(cudaStreamWaitEvent(ctx_.stream(), slot.copied, 0));
+    slot.copied->make_wait(ctx_.stream());
     batch.images = Tensor::empty(ctx_, Shape{n, size, size, 3}, ScalarType::f32);
     ops::normalize_images(ctx_, slot.device_pixels.slice(0, n), options_.mean, options_.stddev, batch.images);
     batch.labels = {Tensor::empty(ctx_, Shape{n, encoder_.class_columns()}, ScalarType::i32),
@@ -616,9 +600,8 @@ class Loader {
     };
     copy_rows(slot.device_labels.classes, batch.labels.classes);
     copy_rows(slot.device_labels.binary, batch.labels.binary);
-    CUMTL_CHECK_CUDA(cudaEventRecord(slot.consumed, ctx_.stream()));
+    slot.consumed->record(ctx_.stream());
   }
-#endif
 
   Context& ctx_;
   MultiDomainSampler sampler_;
@@ -640,11 +623,9 @@ class Loader {
   std::size_t in_flight_ = 0;       // samples being processed
   std::size_t skipped_ = 0;
   FirstSkip first_skip_;
-#if CUMTL_HAS_CUDA
   std::unique_ptr<Context> copy_ctx_;  // the copy stream's, and the owner of the device staging
   std::mutex copy_mutex_;
-#endif
   std::vector<std::thread> workers_;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI::data
+}  // namespace cumtl::data

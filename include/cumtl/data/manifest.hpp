@@ -35,7 +35,7 @@
 #include "cumtl/data/image_io.hpp"
 #include "cumtl/data/sample.hpp"
 
-namespace cumtl::inline CUMTL_ABI::data {
+namespace cumtl::data {
 
 namespace detail {
 
@@ -353,4 +353,4 @@ inline void write_manifest(const std::filesystem::path& manifest, const std::vec
   detail::write_file_atomically(manifest, std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::data
+}  // namespace cumtl::data

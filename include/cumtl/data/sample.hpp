@@ -12,7 +12,7 @@
 
 #include "cumtl/core/error.hpp"
 
-namespace cumtl::inline CUMTL_ABI::data {
+namespace cumtl::data {
 
 // The 7 basic emotions, in cumtl's index order (dataset readers map their own codes to these).
 inline constexpr std::array<std::string_view, 7> emotion_names{"neutral", "happiness", "sadness", "surprise",
@@ -78,4 +78,4 @@ struct Sample {
   Labels labels;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI::data
+}  // namespace cumtl::data

@@ -40,7 +40,7 @@
 #include "cumtl/data/dataset.hpp"
 #include "cumtl/kernels/random.cuh"
 
-namespace cumtl::inline CUMTL_ABI::data {
+namespace cumtl::data {
 
 // One sample of one dataset of a sampler.
 struct SampleRef {
@@ -277,4 +277,4 @@ class MultiDomainSampler {
   std::vector<std::uint64_t> starts_;  // [batches + 1][datasets]: draws per dataset before each batch
 };
 
-}  // namespace cumtl::inline CUMTL_ABI::data
+}  // namespace cumtl::data

@@ -85,7 +85,7 @@
 #include "cumtl/data/sample.hpp"
 #include "cumtl/kernels/random.cuh"
 
-namespace cumtl::inline CUMTL_ABI::data {
+namespace cumtl::data {
 
 enum class SynthDomain : std::uint8_t { emotionet, rafdb, test };
 
@@ -1248,4 +1248,4 @@ inline Image contact_sheet(int face_size = 64) {
   return sheet;
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::data
+}  // namespace cumtl::data

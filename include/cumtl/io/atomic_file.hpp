@@ -18,7 +18,7 @@
 
 #include "cumtl/core/error.hpp"
 
-namespace cumtl::inline CUMTL_ABI::io::detail {
+namespace cumtl::io::detail {
 
 inline std::string quoted(const std::filesystem::path& file) {
   return "'" + file.string() + "'";
@@ -99,4 +99,4 @@ inline void write_pieces_atomically(const std::filesystem::path& file,
   if (directory.get() >= 0) (void)::fsync(directory.get());
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::io::detail
+}  // namespace cumtl::io::detail

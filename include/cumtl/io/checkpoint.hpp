@@ -31,7 +31,7 @@
 #include "cumtl/io/safetensors.hpp"
 #include "cumtl/layers/parameters.hpp"
 
-namespace cumtl::inline CUMTL_ABI::io {
+namespace cumtl::io {
 
 namespace detail {
 
@@ -281,4 +281,4 @@ inline void load_checkpoint(Context& ctx, const std::filesystem::path& file, Che
   into.configuration = configuration->second;
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::io
+}  // namespace cumtl::io

@@ -46,7 +46,7 @@
 #include "cumtl/core/tensor.hpp"
 #include "cumtl/io/atomic_file.hpp"
 
-namespace cumtl::inline CUMTL_ABI::io {
+namespace cumtl::io {
 
 // The data is written as it lies in memory; safetensors is little-endian.
 static_assert(std::endian::native == std::endian::little, "cumtl::io assumes a little-endian host");
@@ -273,4 +273,4 @@ inline SafetensorsFile read_safetensors(const std::filesystem::path& file) {
   return result;
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::io
+}  // namespace cumtl::io

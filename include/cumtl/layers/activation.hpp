@@ -10,7 +10,7 @@
 #include "cumtl/ops/activation.hpp"
 #include "cumtl/ops/elementwise.hpp"
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 template <class T>
 class ReLU {
@@ -99,4 +99,4 @@ class Dropout {
   std::optional<ops::DropoutMask> mask_;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl

@@ -11,7 +11,7 @@
 #include "cumtl/layers/parameters.hpp"
 #include "cumtl/ops/batchnorm.hpp"
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 struct BatchNormOptions {
   Activation activation = Activation::none;
@@ -91,4 +91,4 @@ class BatchNorm2d {
   bool had_residual_ = false;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl

@@ -13,7 +13,7 @@
 #include "cumtl/ops/linear.hpp"
 #include "cumtl/ops/random.hpp"
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 struct Conv2dOptions {
   int kernel = 3;
@@ -94,4 +94,4 @@ class Conv2d {
   Tensor input_;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl

@@ -7,7 +7,7 @@
 
 #include "cumtl/core/tensor.hpp"
 
-namespace cumtl::inline CUMTL_ABI::detail {
+namespace cumtl::detail {
 
 // x is a non-empty [N, H, W, channels] activation of scalar type `dtype` (channels < 0: any).
 inline void require_activation(std::string_view layer, const Tensor& x, std::int64_t channels, ScalarType dtype) {
@@ -31,4 +31,4 @@ inline void require_forward_ran(std::string_view layer, const Tensor& kept_input
   CUMTL_REQUIRE(kept_input.defined(), layer, ": backward() called before forward() in the train phase");
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::detail
+}  // namespace cumtl::detail

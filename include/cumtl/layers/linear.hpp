@@ -11,7 +11,7 @@
 #include "cumtl/ops/linear.hpp"
 #include "cumtl/ops/random.hpp"
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 template <class T>
 class Linear {
@@ -65,4 +65,4 @@ class Linear {
   Tensor input_;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl

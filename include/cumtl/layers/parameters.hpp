@@ -16,7 +16,7 @@
 #include "cumtl/core/tensor.hpp"
 #include "cumtl/ops/elementwise.hpp"
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 // One parameter: its value and its gradient are views into the store's flat tensors.
 struct Parameter {
@@ -135,4 +135,4 @@ class ParameterStore {
   Tensor values_, gradients_, buffer_values_;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl

@@ -7,7 +7,7 @@
 #include "cumtl/layers/layer_checks.hpp"
 #include "cumtl/ops/pooling.hpp"
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 template <class T>
 class MaxPool2d {
@@ -98,4 +98,4 @@ class GlobalAvgPool {
   Shape input_shape_;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl

@@ -27,7 +27,7 @@
 
 #include "cumtl/core/error.hpp"
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 namespace detail {
 
 inline double metric_ratio(std::int64_t numerator, std::int64_t denominator) {
@@ -393,4 +393,4 @@ inline std::vector<float> tune_thresholds(std::span<const float> probabilities, 
   return thresholds;
 }
 
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl

@@ -26,11 +26,8 @@
 #include "cumtl/core/tensor.hpp"
 #include "cumtl/cpu/multitask_loss.hpp"
 #include "cumtl/ops/dispatch.hpp"
-#if CUMTL_HAS_CUDA
-#include "cumtl/cuda/multitask_loss.cuh"
-#endif
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 using kernels::LossNormalization;
 
@@ -140,8 +137,8 @@ class MultiTaskLoss {
       const kernels::LossOutputs<T> outputs{counts_.data<std::int32_t>(), bad_row(), losses_.data<T>()};
       T* gradient_data = mode == LossMode::train ? gradient.data<T>() : nullptr;
       const T* weights = table_.binary_columns > 0 ? positive_weights_on_device_.data<T>() : nullptr;
-      CUMTL_DISPATCH(ctx, multitask_loss<T>(ctx, table_, rows, logits.data<T>(), labels.classes.data<std::int32_t>(),
-                                            labels.binary.data<std::int8_t>(), weights, gradient_data, outputs));
+      CUMTL_DISPATCH(ctx, T, multitask_loss, ctx, table_, rows, logits.data<T>(), labels.classes.data<std::int32_t>(),
+                     labels.binary.data<std::int8_t>(), weights, gradient_data, outputs);
     });
     if (ctx.device().is_cpu()) throw_if_invalid_labels(ctx, *bad_row());
   }
@@ -198,15 +195,13 @@ class MultiTaskLoss {
     CUMTL_FAIL("MultiTaskLoss: no head is named '", name, "'");
   }
 
-  static void set_all_missing([[maybe_unused]] Context& ctx, Tensor& labels) {
+  static void set_all_missing(Context& ctx, Tensor& labels) {
     if (labels.bytes() == 0) return;
-#if CUMTL_HAS_CUDA
     // Bytes of all ones are -1 in int8 and in int32 alike.
     if (ctx.device().is_cuda()) {
-      CUMTL_CHECK_CUDA(cudaMemsetAsync(labels.raw_data(), 0xff, labels.bytes(), ctx.stream()));
+      detail::cuda_backend().fill_bytes(labels.raw_data(), 0xff, labels.bytes(), ctx.stream());
       return;
     }
-#endif
     std::memset(labels.raw_data(), 0xff, labels.bytes());
   }
 
@@ -281,4 +276,4 @@ class MultiTaskLoss {
   MultiTaskLabels last_labels_;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl

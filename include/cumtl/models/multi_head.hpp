@@ -15,7 +15,7 @@
 #include "cumtl/loss/multitask_loss.hpp"
 #include "cumtl/models/resnet.hpp"
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 template <class T>
 class MultiHeadModel {
@@ -89,4 +89,4 @@ class MultiHeadModel {
   Tensor weight_, weight_gradient_, bias_, bias_gradient_, features_;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl

@@ -16,7 +16,7 @@
 #include "cumtl/layers/conv2d.hpp"
 #include "cumtl/layers/pooling.hpp"
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 enum class BlockKind : std::uint8_t { basic, bottleneck };
 
@@ -270,4 +270,4 @@ class ResNet {
   GlobalAvgPool<T> pool_;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl

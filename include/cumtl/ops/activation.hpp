@@ -24,11 +24,8 @@
 #include "cumtl/core/random.hpp"
 #include "cumtl/cpu/activation.hpp"
 #include "cumtl/ops/dispatch.hpp"
-#if CUMTL_HAS_CUDA
-#include "cumtl/cuda/activation.cuh"
-#endif
 
-namespace cumtl::inline CUMTL_ABI::ops {
+namespace cumtl::ops {
 
 // What dropout_backward needs to recompute a forward's mask.
 struct DropoutMask {
@@ -36,9 +33,9 @@ struct DropoutMask {
   double p = 0;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI::ops
+}  // namespace cumtl::ops
 
-namespace cumtl::inline CUMTL_ABI::detail::activation {
+namespace cumtl::detail::activation {
 
 inline void require_probability(std::string_view op, double p) {
   CUMTL_REQUIRE(p >= 0 && p < 1, op, ": the drop probability p must be in [0, 1), got ", p);
@@ -53,12 +50,12 @@ void apply_dropout(Context& ctx, const Tensor& in, const ops::DropoutMask& mask,
     return;
   }
   const T scale = T(1 / (1 - mask.p));
-  CUMTL_DISPATCH(ctx, dropout<T>(ctx, in.numel(), mask.seed, mask.offset, mask.p, scale, in.data<T>(), out.data<T>()));
+  CUMTL_DISPATCH(ctx, T, dropout, ctx, in.numel(), mask.seed, mask.offset, mask.p, scale, in.data<T>(), out.data<T>());
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::detail::activation
+}  // namespace cumtl::detail::activation
 
-namespace cumtl::inline CUMTL_ABI::ops {
+namespace cumtl::ops {
 
 inline void relu_forward(Context& ctx, const Tensor& x, Tensor& y) {
   constexpr std::string_view op = "ops::relu_forward";
@@ -66,7 +63,7 @@ inline void relu_forward(Context& ctx, const Tensor& x, Tensor& y) {
   detail::require_on_context(ctx, op, "y", y);
   detail::require_alike(op, "x", x, "y", y);
   dispatch_floating(x.dtype(), op,
-                    [&]<class T>() { CUMTL_DISPATCH(ctx, relu_forward<T>(ctx, x.numel(), x.data<T>(), y.data<T>())); });
+                    [&]<class T>() { CUMTL_DISPATCH(ctx, T, relu_forward, ctx, x.numel(), x.data<T>(), y.data<T>()); });
 }
 
 inline void relu_backward(Context& ctx, const Tensor& dy, const Tensor& y, Tensor& dx) {
@@ -77,7 +74,7 @@ inline void relu_backward(Context& ctx, const Tensor& dy, const Tensor& y, Tenso
   detail::require_alike(op, "dy", dy, "y", y);
   detail::require_alike(op, "dy", dy, "dx", dx);
   dispatch_floating(dx.dtype(), op, [&]<class T>() {
-    CUMTL_DISPATCH(ctx, relu_backward<T>(ctx, dx.numel(), dy.data<T>(), y.data<T>(), dx.data<T>()));
+    CUMTL_DISPATCH(ctx, T, relu_backward, ctx, dx.numel(), dy.data<T>(), y.data<T>(), dx.data<T>());
   });
 }
 
@@ -105,4 +102,4 @@ inline void dropout_backward(Context& ctx, const Tensor& dy, const DropoutMask& 
   dispatch_floating(dx.dtype(), op, [&]<class T>() { detail::activation::apply_dropout<T>(ctx, dy, mask, dx); });
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::ops
+}  // namespace cumtl::ops

@@ -41,11 +41,8 @@
 #include "cumtl/core/modes.hpp"
 #include "cumtl/cpu/batchnorm.hpp"
 #include "cumtl/ops/dispatch.hpp"
-#if CUMTL_HAS_CUDA
-#include "cumtl/cuda/batchnorm.cuh"
-#endif
 
-namespace cumtl::inline CUMTL_ABI::detail {
+namespace cumtl::detail {
 
 // x is NHWC with at least one channel; returns C.
 inline std::int64_t batchnorm_channels(std::string_view operation, const Tensor& x) {
@@ -117,9 +114,9 @@ T* batchnorm_optional(Tensor& tensor) {
   return tensor.defined() ? tensor.data<T>() : nullptr;
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::detail
+}  // namespace cumtl::detail
 
-namespace cumtl::inline CUMTL_ABI::ops {
+namespace cumtl::ops {
 
 inline void batchnorm_forward_train(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta,
                                     const Tensor& residual, Activation activation, double momentum, double eps,
@@ -159,10 +156,9 @@ inline void batchnorm_forward_train(Context& ctx, const Tensor& x, const Tensor&
 
   const std::int64_t rows = x.numel() / channels;
   dispatch_floating(x.dtype(), op, [&]<class T>() {
-    CUMTL_DISPATCH(ctx, batchnorm_forward_train<T>(ctx, rows, channels, x.data<T>(), gamma.data<T>(), beta.data<T>(),
-                                                   detail::batchnorm_optional<T>(residual), activation, momentum, eps,
-                                                   running_mean.data<T>(), running_var.data<T>(), saved_mean.data<T>(),
-                                                   saved_invstd.data<T>(), y.data<T>()));
+    CUMTL_DISPATCH(ctx, T, batchnorm_forward_train, ctx, rows, channels, x.data<T>(), gamma.data<T>(), beta.data<T>(),
+                   detail::batchnorm_optional<T>(residual), activation, momentum, eps, running_mean.data<T>(),
+                   running_var.data<T>(), saved_mean.data<T>(), saved_invstd.data<T>(), y.data<T>());
   });
 }
 
@@ -194,9 +190,9 @@ inline void batchnorm_forward_eval(Context& ctx, const Tensor& x, const Tensor& 
 
   const std::int64_t rows = x.numel() / channels;
   dispatch_floating(x.dtype(), op, [&]<class T>() {
-    CUMTL_DISPATCH(ctx, batchnorm_forward_eval<T>(ctx, rows, channels, x.data<T>(), gamma.data<T>(), beta.data<T>(),
-                                                  detail::batchnorm_optional<T>(residual), activation, eps,
-                                                  running_mean.data<T>(), running_var.data<T>(), y.data<T>()));
+    CUMTL_DISPATCH(ctx, T, batchnorm_forward_eval, ctx, rows, channels, x.data<T>(), gamma.data<T>(), beta.data<T>(),
+                   detail::batchnorm_optional<T>(residual), activation, eps, running_mean.data<T>(),
+                   running_var.data<T>(), y.data<T>());
   });
 }
 
@@ -236,11 +232,11 @@ inline void batchnorm_backward(Context& ctx, const Tensor& dy, const Tensor& x, 
 
   const std::int64_t rows = x.numel() / channels;
   dispatch_floating(x.dtype(), op, [&]<class T>() {
-    CUMTL_DISPATCH(ctx, batchnorm_backward<T>(
-                            ctx, rows, channels, dy.data<T>(), x.data<T>(), relu ? y.data<T>() : nullptr,
-                            gamma.data<T>(), saved_mean.data<T>(), saved_invstd.data<T>(), activation, dx.data<T>(),
-                            detail::batchnorm_optional<T>(dresidual), dgamma.data<T>(), dbeta.data<T>(), mode));
+    CUMTL_DISPATCH(ctx, T, batchnorm_backward, ctx, rows, channels, dy.data<T>(), x.data<T>(),
+                   relu ? y.data<T>() : nullptr, gamma.data<T>(), saved_mean.data<T>(), saved_invstd.data<T>(),
+                   activation, dx.data<T>(), detail::batchnorm_optional<T>(dresidual), dgamma.data<T>(),
+                   dbeta.data<T>(), mode);
   });
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::ops
+}  // namespace cumtl::ops

@@ -6,28 +6,16 @@
 //   conv2d_backward_data(ctx, dy[N,P,Q,K], w, geometry, dx[N,H,W,C])          dx overwritten
 //   conv2d_backward_filter(ctx, x, dy, geometry, dw[K,R,S,C], GradientMode)   dw (+)= ∂L/∂w
 //
-// CUDA: the cuDNN graph API (cuda/cudnn_graph.hpp), with ctx.numerics()
-// deciding TF32 and determinism. CPU: im2col + GEMM (cpu/convolution.hpp).
+// CUDA: the cuDNN graph API (cuda/cudnn_graph.hpp, reached through the
+// backend table), with ctx.numerics() deciding TF32 and determinism. CPU:
+// im2col + GEMM (cpu/convolution.hpp).
 
 #include "cumtl/core/conv_shape.hpp"
 #include "cumtl/core/modes.hpp"
 #include "cumtl/cpu/convolution.hpp"
 #include "cumtl/ops/dispatch.hpp"
-#if CUMTL_HAS_CUDA
-#include "cumtl/cuda/cudnn_graph.hpp"
-#endif
 
-#if CUMTL_HAS_CUDA
-namespace cumtl::inline CUMTL_ABI::detail {
-
-inline cuda::ConvNumerics cudnn_numerics(const Context& ctx) {
-  return {.allow_tf32 = ctx.numerics().allow_tf32, .deterministic = ctx.numerics().deterministic};
-}
-
-}  // namespace cumtl::inline CUMTL_ABI::detail
-#endif
-
-namespace cumtl::inline CUMTL_ABI::ops {
+namespace cumtl::ops {
 
 struct ConvGeometry {
   std::int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1;
@@ -71,13 +59,11 @@ inline void conv2d_forward(Context& ctx, const Tensor& x, const Tensor& w, const
   const ConvShape shape = conv_shape(op, x, w, geometry);
   detail::require_shape(op, "y", y, conv_output_shape(shape), x.dtype());
   dispatch_floating(x.dtype(), op, [&]<class T>() {
-#if CUMTL_HAS_CUDA
     if (ctx.device().is_cuda()) {
       CUMTL_REQUIRE((std::is_same_v<T, float>), op, ": CUDA convolutions take float32 tensors, got ", x.description());
-      cuda::conv_forward(ctx, shape, detail::cudnn_numerics(ctx), x.data<float>(), w.data<float>(), y.data<float>());
+      cumtl::detail::cuda_backend().conv_forward(ctx, shape, x.data<float>(), w.data<float>(), y.data<float>());
       return;
     }
-#endif
     cpu::conv_forward(ctx, shape, x.data<T>(), w.data<T>(), y.data<T>());
   });
 }
@@ -89,14 +75,11 @@ inline void conv2d_backward_data(Context& ctx, const Tensor& dy, const Tensor& w
   const ConvShape shape = conv_shape(op, dx, w, geometry);
   detail::require_shape(op, "dy", dy, conv_output_shape(shape), w.dtype());
   dispatch_floating(w.dtype(), op, [&]<class T>() {
-#if CUMTL_HAS_CUDA
     if (ctx.device().is_cuda()) {
       CUMTL_REQUIRE((std::is_same_v<T, float>), op, ": CUDA convolutions take float32 tensors, got ", w.description());
-      cuda::conv_backward_data(ctx, shape, detail::cudnn_numerics(ctx), dy.data<float>(), w.data<float>(),
-                               dx.data<float>());
+      cumtl::detail::cuda_backend().conv_backward_data(ctx, shape, dy.data<float>(), w.data<float>(), dx.data<float>());
       return;
     }
-#endif
     cpu::conv_backward_data(ctx, shape, dy.data<T>(), w.data<T>(), dx.data<T>());
   });
 }
@@ -108,16 +91,14 @@ inline void conv2d_backward_filter(Context& ctx, const Tensor& x, const Tensor& 
   const ConvShape shape = conv_shape(op, x, dw, geometry);
   detail::require_shape(op, "dy", dy, conv_output_shape(shape), x.dtype());
   dispatch_floating(x.dtype(), op, [&]<class T>() {
-#if CUMTL_HAS_CUDA
     if (ctx.device().is_cuda()) {
       CUMTL_REQUIRE((std::is_same_v<T, float>), op, ": CUDA convolutions take float32 tensors, got ", x.description());
-      cuda::conv_backward_filter(ctx, shape, detail::cudnn_numerics(ctx), x.data<float>(), dy.data<float>(),
-                                 dw.data<float>(), 1.0f, mode == GradientMode::accumulate ? 1.0f : 0.0f);
+      cumtl::detail::cuda_backend().conv_backward_filter(ctx, shape, x.data<float>(), dy.data<float>(),
+                                                         dw.data<float>(), mode);
       return;
     }
-#endif
     cpu::conv_backward_filter(ctx, shape, x.data<T>(), dy.data<T>(), dw.data<T>(), mode);
   });
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::ops
+}  // namespace cumtl::ops

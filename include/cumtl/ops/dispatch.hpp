@@ -3,29 +3,25 @@
 //
 // A facade checks its contract (devices, scalar types, shapes) once, turns the
 // run-time scalar type into a template argument, and calls the twin with the
-// same signature in cpu:: or cuda:: according to the context's device. In a
-// translation unit without CUDA no CUDA context can exist, so only the CPU twin
-// is compiled in.
+// same name and arguments: cpu::NAME<T> on the CPU, the CUDA backend's
+// operation of that name (core/cuda_backend.hpp) on a GPU.
 
 #include <initializer_list>
 #include <string_view>
 
+#include "cumtl/core/cuda_backend.hpp"
 #include "cumtl/core/tensor.hpp"
 
-// CUMTL_DISPATCH(ctx, twin<T>(args...)) calls cuda::twin or cpu::twin.
-#if CUMTL_HAS_CUDA
-#define CUMTL_DISPATCH(ctx, ...)  \
-  do {                            \
-    if ((ctx).device().is_cuda()) \
-      ::cumtl::cuda::__VA_ARGS__; \
-    else                          \
-      ::cumtl::cpu::__VA_ARGS__;  \
+// CUMTL_DISPATCH(ctx, T, twin, args...) calls the CUDA backend's twin or cpu::twin<T>.
+#define CUMTL_DISPATCH(ctx, T, twin, ...)                      \
+  do {                                                         \
+    if ((ctx).device().is_cuda())                              \
+      ::cumtl::detail::cuda_operations<T>().twin(__VA_ARGS__); \
+    else                                                       \
+      ::cumtl::cpu::twin<T>(__VA_ARGS__);                      \
   } while (false)
-#else
-#define CUMTL_DISPATCH(ctx, ...) ::cumtl::cpu::__VA_ARGS__
-#endif
 
-namespace cumtl::inline CUMTL_ABI::detail {
+namespace cumtl::detail {
 
 // `tensor` (called `name` in `operation`'s contract) is defined and on ctx's device.
 inline void require_on_context(const Context& ctx, std::string_view operation, std::string_view name,
@@ -61,4 +57,4 @@ inline void require_shape(std::string_view operation, std::string_view name, con
                 tensor.description(), ", expected ", name_of(dtype), shape);
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::detail
+}  // namespace cumtl::detail

@@ -12,16 +12,13 @@
 
 #include "cumtl/cpu/elementwise.hpp"
 #include "cumtl/ops/dispatch.hpp"
-#if CUMTL_HAS_CUDA
-#include "cumtl/cuda/elementwise.cuh"
-#endif
 
-namespace cumtl::inline CUMTL_ABI::ops {
+namespace cumtl::ops {
 
 inline void fill(Context& ctx, Tensor& out, double value) {
   detail::require_on_context(ctx, "ops::fill", "out", out);
   dispatch_floating(out.dtype(), "ops::fill",
-                    [&]<class T>() { CUMTL_DISPATCH(ctx, fill<T>(ctx, out.data<T>(), out.numel(), T(value))); });
+                    [&]<class T>() { CUMTL_DISPATCH(ctx, T, fill, ctx, out.data<T>(), out.numel(), T(value)); });
 }
 
 inline void copy(Context& ctx, Tensor& dst, const Tensor& src) {
@@ -33,7 +30,7 @@ inline void copy(Context& ctx, Tensor& dst, const Tensor& src) {
 inline void scale(Context& ctx, Tensor& x, double alpha) {
   detail::require_on_context(ctx, "ops::scale", "x", x);
   dispatch_floating(x.dtype(), "ops::scale",
-                    [&]<class T>() { CUMTL_DISPATCH(ctx, scale<T>(ctx, x.data<T>(), x.numel(), T(alpha))); });
+                    [&]<class T>() { CUMTL_DISPATCH(ctx, T, scale, ctx, x.data<T>(), x.numel(), T(alpha)); });
 }
 
 inline void axpy(Context& ctx, double alpha, const Tensor& x, Tensor& y) {
@@ -41,7 +38,7 @@ inline void axpy(Context& ctx, double alpha, const Tensor& x, Tensor& y) {
   detail::require_on_context(ctx, "ops::axpy", "y", y);
   detail::require_alike("ops::axpy", "x", x, "y", y);
   dispatch_floating(y.dtype(), "ops::axpy", [&]<class T>() {
-    CUMTL_DISPATCH(ctx, axpy<T>(ctx, y.numel(), T(alpha), x.data<T>(), y.data<T>()));
+    CUMTL_DISPATCH(ctx, T, axpy, ctx, y.numel(), T(alpha), x.data<T>(), y.data<T>());
   });
 }
 
@@ -52,8 +49,8 @@ inline void add(Context& ctx, const Tensor& a, const Tensor& b, Tensor& out) {
   detail::require_alike("ops::add", "a", a, "b", b);
   detail::require_alike("ops::add", "a", a, "out", out);
   dispatch_floating(out.dtype(), "ops::add", [&]<class T>() {
-    CUMTL_DISPATCH(ctx, add<T>(ctx, out.numel(), a.data<T>(), b.data<T>(), out.data<T>()));
+    CUMTL_DISPATCH(ctx, T, add, ctx, out.numel(), a.data<T>(), b.data<T>(), out.data<T>());
   });
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::ops
+}  // namespace cumtl::ops

@@ -15,11 +15,8 @@
 #include "cumtl/core/modes.hpp"
 #include "cumtl/cpu/linear.hpp"
 #include "cumtl/ops/dispatch.hpp"
-#if CUMTL_HAS_CUDA
-#include "cumtl/cuda/linear.cuh"
-#endif
 
-namespace cumtl::inline CUMTL_ABI {
+namespace cumtl {
 
 namespace detail {
 
@@ -44,7 +41,7 @@ inline void add_bias(Context& ctx, const Tensor& bias, Tensor& y) {
   CUMTL_REQUIRE(y.shape().rank() == 2, op, ": y is ", y.description(), ", expected [rows, C]");
   detail::require_shape(op, "bias", bias, Shape{y.shape()[1]}, y.dtype());
   dispatch_floating(y.dtype(), op, [&]<class T>() {
-    CUMTL_DISPATCH(ctx, add_bias<T>(ctx, y.shape()[0], y.shape()[1], bias.data<T>(), y.data<T>()));
+    CUMTL_DISPATCH(ctx, T, add_bias, ctx, y.shape()[0], y.shape()[1], bias.data<T>(), y.data<T>());
   });
 }
 
@@ -55,7 +52,7 @@ inline void bias_gradient(Context& ctx, const Tensor& dy, Tensor& dbias, Gradien
   CUMTL_REQUIRE(dy.shape().rank() == 2, op, ": dy is ", dy.description(), ", expected [rows, C]");
   detail::require_shape(op, "dbias", dbias, Shape{dy.shape()[1]}, dy.dtype());
   dispatch_floating(dy.dtype(), op, [&]<class T>() {
-    CUMTL_DISPATCH(ctx, bias_gradient<T>(ctx, dy.shape()[0], dy.shape()[1], dy.data<T>(), dbias.data<T>(), mode));
+    CUMTL_DISPATCH(ctx, T, bias_gradient, ctx, dy.shape()[0], dy.shape()[1], dy.data<T>(), dbias.data<T>(), mode);
   });
 }
 
@@ -69,7 +66,7 @@ inline void linear_forward(Context& ctx, const Tensor& x, const Tensor& weight, 
     detail::require_shape(op, "bias", bias, Shape{out}, x.dtype());
   }
   dispatch_floating(x.dtype(), op, [&]<class T>() {
-    CUMTL_DISPATCH(ctx, linear_forward<T>(ctx, n, in, out, x.data<T>(), weight.data<T>(), y.data<T>()));
+    CUMTL_DISPATCH(ctx, T, linear_forward, ctx, n, in, out, x.data<T>(), weight.data<T>(), y.data<T>());
   });
   if (bias.defined()) add_bias(ctx, bias, y);
 }
@@ -91,11 +88,11 @@ inline void linear_backward(Context& ctx, const Tensor& dy, const Tensor& x, con
   }
   dispatch_floating(x.dtype(), op, [&]<class T>() {
     if (dx.defined())
-      CUMTL_DISPATCH(ctx, linear_backward_data<T>(ctx, n, in, out, dy.data<T>(), weight.data<T>(), dx.data<T>()));
-    CUMTL_DISPATCH(ctx, linear_backward_weight<T>(ctx, n, in, out, dy.data<T>(), x.data<T>(), dweight.data<T>(), mode));
+      CUMTL_DISPATCH(ctx, T, linear_backward_data, ctx, n, in, out, dy.data<T>(), weight.data<T>(), dx.data<T>());
+    CUMTL_DISPATCH(ctx, T, linear_backward_weight, ctx, n, in, out, dy.data<T>(), x.data<T>(), dweight.data<T>(), mode);
   });
   if (dbias.defined()) bias_gradient(ctx, dy, dbias, mode);
 }
 
 }  // namespace ops
-}  // namespace cumtl::inline CUMTL_ABI
+}  // namespace cumtl

@@ -29,11 +29,8 @@
 
 #include "cumtl/cpu/pooling.hpp"
 #include "cumtl/ops/dispatch.hpp"
-#if CUMTL_HAS_CUDA
-#include "cumtl/cuda/pooling.cuh"
-#endif
 
-namespace cumtl::inline CUMTL_ABI::ops {
+namespace cumtl::ops {
 
 // A pooling window: its extent, its stride and the padding on each side.
 struct Pool2d {
@@ -52,9 +49,9 @@ struct Pool2d {
   }
 };
 
-}  // namespace cumtl::inline CUMTL_ABI::ops
+}  // namespace cumtl::ops
 
-namespace cumtl::inline CUMTL_ABI::detail::pooling {
+namespace cumtl::detail::pooling {
 
 // "window 3x3, stride 2x2, padding 1x1"
 inline std::string describe(const ops::Pool2d& pool) {
@@ -134,9 +131,9 @@ inline void require_disjoint(std::string_view op, std::string_view name_a, const
                 a.description(), ") and '", name_b, "' (", b.description(), ") share memory");
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::detail::pooling
+}  // namespace cumtl::detail::pooling
 
-namespace cumtl::inline CUMTL_ABI::ops {
+namespace cumtl::ops {
 
 inline void max_pool2d_forward(Context& ctx, const Tensor& x, const Pool2d& pool, Tensor& y, Tensor& argmax) {
   constexpr std::string_view op = "ops::max_pool2d_forward";
@@ -149,7 +146,7 @@ inline void max_pool2d_forward(Context& ctx, const Tensor& x, const Pool2d& pool
   check::require_disjoint(op, "x", x, "argmax", argmax);
   check::require_disjoint(op, "y", y, "argmax", argmax);
   dispatch_floating(x.dtype(), op, [&]<class T>() {
-    CUMTL_DISPATCH(ctx, max_pool2d_forward<T>(ctx, shape, x.data<T>(), y.data<T>(), argmax.data<std::int32_t>()));
+    CUMTL_DISPATCH(ctx, T, max_pool2d_forward, ctx, shape, x.data<T>(), y.data<T>(), argmax.data<std::int32_t>());
   });
 }
 
@@ -163,7 +160,7 @@ inline void max_pool2d_backward(Context& ctx, const Tensor& dy, const Tensor& ar
   check::require_disjoint(op, "dy", dy, "dx", dx);
   check::require_disjoint(op, "argmax", argmax, "dx", dx);
   dispatch_floating(dx.dtype(), op, [&]<class T>() {
-    CUMTL_DISPATCH(ctx, max_pool2d_backward<T>(ctx, shape, dy.data<T>(), argmax.data<std::int32_t>(), dx.data<T>()));
+    CUMTL_DISPATCH(ctx, T, max_pool2d_backward, ctx, shape, dy.data<T>(), argmax.data<std::int32_t>(), dx.data<T>());
   });
 }
 
@@ -176,7 +173,7 @@ inline void avg_pool2d_forward(Context& ctx, const Tensor& x, const Pool2d& pool
   });
   check::require_disjoint(op, "x", x, "y", y);
   dispatch_floating(x.dtype(), op, [&]<class T>() {
-    CUMTL_DISPATCH(ctx, avg_pool2d_forward<T>(ctx, shape, x.data<T>(), y.data<T>()));
+    CUMTL_DISPATCH(ctx, T, avg_pool2d_forward, ctx, shape, x.data<T>(), y.data<T>());
   });
 }
 
@@ -189,7 +186,7 @@ inline void avg_pool2d_backward(Context& ctx, const Tensor& dy, const Pool2d& po
   });
   check::require_disjoint(op, "dy", dy, "dx", dx);
   dispatch_floating(dx.dtype(), op, [&]<class T>() {
-    CUMTL_DISPATCH(ctx, avg_pool2d_backward<T>(ctx, shape, dy.data<T>(), dx.data<T>()));
+    CUMTL_DISPATCH(ctx, T, avg_pool2d_backward, ctx, shape, dy.data<T>(), dx.data<T>());
   });
 }
 
@@ -202,7 +199,7 @@ inline void global_avg_pool_forward(Context& ctx, const Tensor& x, Tensor& y) {
                         [&] { return detail::concat("'x' ", x.description(), " averaged over H×W"); });
   check::require_disjoint(op, "x", x, "y", y);
   dispatch_floating(x.dtype(), op, [&]<class T>() {
-    CUMTL_DISPATCH(ctx, global_avg_pool_forward<T>(ctx, s[0], s[1] * s[2], s[3], x.data<T>(), y.data<T>()));
+    CUMTL_DISPATCH(ctx, T, global_avg_pool_forward, ctx, s[0], s[1] * s[2], s[3], x.data<T>(), y.data<T>());
   });
 }
 
@@ -215,8 +212,8 @@ inline void global_avg_pool_backward(Context& ctx, const Tensor& dy, Tensor& dx)
                         [&] { return detail::concat("'dx' ", dx.description(), " averaged over H×W"); });
   check::require_disjoint(op, "dy", dy, "dx", dx);
   dispatch_floating(dx.dtype(), op, [&]<class T>() {
-    CUMTL_DISPATCH(ctx, global_avg_pool_backward<T>(ctx, s[0], s[1] * s[2], s[3], dy.data<T>(), dx.data<T>()));
+    CUMTL_DISPATCH(ctx, T, global_avg_pool_backward, ctx, s[0], s[1] * s[2], s[3], dy.data<T>(), dx.data<T>());
   });
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::ops
+}  // namespace cumtl::ops

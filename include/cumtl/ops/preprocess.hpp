@@ -17,11 +17,8 @@
 
 #include "cumtl/cpu/preprocess.hpp"
 #include "cumtl/ops/dispatch.hpp"
-#if CUMTL_HAS_CUDA
-#include "cumtl/cuda/preprocess.cuh"
-#endif
 
-namespace cumtl::inline CUMTL_ABI::ops {
+namespace cumtl::ops {
 
 // The statistics torchvision's pretrained models expect, of pixel / 255 in RGB order.
 inline constexpr std::array<float, 3> imagenet_mean{0.485f, 0.456f, 0.406f};
@@ -44,12 +41,12 @@ inline void normalize_images(Context& ctx, const Tensor& pixels, const std::arra
                   ", expected a positive number");
   }
   const kernels::ChannelAffine<float> affine = kernels::normalize_affine<float>(mean, stddev);
-  CUMTL_DISPATCH(ctx, normalize_images<float>(ctx, pixels.numel(), int(channels), pixels.data<std::uint8_t>(), affine,
-                                              out.data<float>()));
+  CUMTL_DISPATCH(ctx, float, normalize_images, ctx, pixels.numel(), int(channels), pixels.data<std::uint8_t>(), affine,
+                 out.data<float>());
 }
 
 inline void normalize_images(Context& ctx, const Tensor& pixels, Tensor& out) {
   normalize_images(ctx, pixels, imagenet_mean, imagenet_std, out);
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::ops
+}  // namespace cumtl::ops

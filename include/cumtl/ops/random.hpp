@@ -9,18 +9,15 @@
 #include "cumtl/core/random.hpp"
 #include "cumtl/cpu/random.hpp"
 #include "cumtl/ops/dispatch.hpp"
-#if CUMTL_HAS_CUDA
-#include "cumtl/cuda/random.cuh"
-#endif
 
-namespace cumtl::inline CUMTL_ABI::ops {
+namespace cumtl::ops {
 
 inline void uniform(Context& ctx, Tensor& out, Generator& generator, double low, double high) {
   detail::require_on_context(ctx, "ops::uniform", "out", out);
   CUMTL_REQUIRE(low <= high, "ops::uniform: low (", low, ") is above high (", high, ")");
   dispatch_floating(out.dtype(), "ops::uniform", [&]<class T>() {
     const std::uint64_t offset = generator.advance(std::uint64_t(out.numel()));
-    CUMTL_DISPATCH(ctx, uniform<T>(ctx, out.data<T>(), out.numel(), generator.seed(), offset, T(low), T(high)));
+    CUMTL_DISPATCH(ctx, T, uniform, ctx, out.data<T>(), out.numel(), generator.seed(), offset, T(low), T(high));
   });
 }
 
@@ -29,8 +26,8 @@ inline void normal(Context& ctx, Tensor& out, Generator& generator, double mean,
   CUMTL_REQUIRE(stddev >= 0, "ops::normal: the standard deviation must be non-negative, got ", stddev);
   dispatch_floating(out.dtype(), "ops::normal", [&]<class T>() {
     const std::uint64_t offset = generator.advance(std::uint64_t(out.numel()));
-    CUMTL_DISPATCH(ctx, normal<T>(ctx, out.data<T>(), out.numel(), generator.seed(), offset, T(mean), T(stddev)));
+    CUMTL_DISPATCH(ctx, T, normal, ctx, out.data<T>(), out.numel(), generator.seed(), offset, T(mean), T(stddev));
   });
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::ops
+}  // namespace cumtl::ops

@@ -29,11 +29,8 @@
 #include "cumtl/cpu/optimizer.hpp"
 #include "cumtl/layers/parameters.hpp"
 #include "cumtl/ops/dispatch.hpp"
-#if CUMTL_HAS_CUDA
-#include "cumtl/cuda/optimizer.cuh"
-#endif
 
-namespace cumtl::inline CUMTL_ABI::ops {
+namespace cumtl::ops {
 
 inline void sgd_update(Context& ctx, Tensor& values, const Tensor& gradients, Tensor& momentum_buffer,
                        const Tensor& decay_mask, const SgdStep& step) {
@@ -52,8 +49,8 @@ inline void sgd_update(Context& ctx, Tensor& values, const Tensor& gradients, Te
                 ": weight_decay must be finite and >= 0, got ", step.weight_decay);
   CUMTL_REQUIRE(!step.nesterov || step.momentum > 0, operation, ": Nesterov momentum needs momentum > 0");
   dispatch_floating(values.dtype(), operation, [&]<class T>() {
-    CUMTL_DISPATCH(ctx, sgd_update<T>(ctx, values.numel(), values.data<T>(), gradients.data<T>(),
-                                      momentum_buffer.data<T>(), decay_mask.data<T>(), step));
+    CUMTL_DISPATCH(ctx, T, sgd_update, ctx, values.numel(), values.data<T>(), gradients.data<T>(),
+                   momentum_buffer.data<T>(), decay_mask.data<T>(), step);
   });
 }
 
@@ -77,14 +74,14 @@ inline void adamw_update(Context& ctx, Tensor& values, const Tensor& gradients, 
                 ": weight_decay must be finite and >= 0, got ", step.weight_decay);
   CUMTL_REQUIRE(step.step >= 1, operation, ": step is 1-based, got 0");
   dispatch_floating(values.dtype(), operation, [&]<class T>() {
-    CUMTL_DISPATCH(ctx, adamw_update<T>(ctx, values.numel(), values.data<T>(), gradients.data<T>(), exp_avg.data<T>(),
-                                        exp_avg_sq.data<T>(), decay_mask.data<T>(), step));
+    CUMTL_DISPATCH(ctx, T, adamw_update, ctx, values.numel(), values.data<T>(), gradients.data<T>(), exp_avg.data<T>(),
+                   exp_avg_sq.data<T>(), decay_mask.data<T>(), step);
   });
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::ops
+}  // namespace cumtl::ops
 
-namespace cumtl::inline CUMTL_ABI::optim {
+namespace cumtl::optim {
 
 // state() names each state tensor as PyTorch does; the handles share the
 // optimizer's memory, so a checkpoint restores them with ops::copy.
@@ -222,4 +219,4 @@ class AnyOptimizer {
   std::optional<AdamW> adamw_;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI::optim
+}  // namespace cumtl::optim

@@ -18,7 +18,7 @@
 
 #include "cumtl/core/error.hpp"
 
-namespace cumtl::inline CUMTL_ABI::optim {
+namespace cumtl::optim {
 
 struct Schedule {
   enum class Kind : std::uint8_t { constant, step, cosine };
@@ -66,4 +66,4 @@ struct Schedule {
   }
 };
 
-}  // namespace cumtl::inline CUMTL_ABI::optim
+}  // namespace cumtl::optim

@@ -25,7 +25,7 @@
 #include "cumtl/loss/multitask_loss.hpp"
 #include "cumtl/models/resnet.hpp"
 
-namespace cumtl::inline CUMTL_ABI::train {
+namespace cumtl::train {
 
 enum class Scheme : std::uint8_t { selective, alternating, naive, single_emotion, single_au };
 
@@ -351,4 +351,4 @@ inline LossOptions loss_options(const TrainConfig& c) {
   return options;
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::train
+}  // namespace cumtl::train

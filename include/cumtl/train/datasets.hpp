@@ -14,7 +14,7 @@
 #include "cumtl/data/synthetic_faces.hpp"
 #include "cumtl/train/config.hpp"
 
-namespace cumtl::inline CUMTL_ABI::train {
+namespace cumtl::train {
 
 struct EvaluationSet {
   std::string name;  // the prefix of its metrics: "" for the primary set, else "<name>_"
@@ -132,4 +132,4 @@ inline TrainingData make_training_data(const TrainConfig& c, int image_size) {
   return out;
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::train
+}  // namespace cumtl::train

@@ -17,7 +17,7 @@
 #include "cumtl/loss/multitask_loss.hpp"
 #include "cumtl/models/multi_head.hpp"
 
-namespace cumtl::inline CUMTL_ABI::train {
+namespace cumtl::train {
 
 struct Evaluation {
   std::int64_t images = 0;
@@ -98,4 +98,4 @@ Evaluation evaluate(Context& ctx, MultiHeadModel<T>& model, MultiTaskLoss& loss,
   return result;
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::train
+}  // namespace cumtl::train

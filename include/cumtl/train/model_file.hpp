@@ -29,7 +29,7 @@
 #include "cumtl/models/resnet.hpp"
 #include "cumtl/ops/preprocess.hpp"
 
-namespace cumtl::inline CUMTL_ABI::train {
+namespace cumtl::train {
 
 inline constexpr std::string_view model_format = "cumtl-model-1";
 
@@ -162,4 +162,4 @@ class RunModel {
   MultiHeadModel<float> model_;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI::train
+}  // namespace cumtl::train

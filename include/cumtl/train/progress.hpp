@@ -13,7 +13,7 @@
 #include <string>
 #include <utility>
 
-namespace cumtl::inline CUMTL_ABI::train {
+namespace cumtl::train {
 
 inline std::string format_duration(double seconds) {
   if (!(seconds >= 0) || seconds > 1e7) return "--:--";
@@ -84,4 +84,4 @@ class Progress {
   double next_fraction_ = 0.1;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI::train
+}  // namespace cumtl::train

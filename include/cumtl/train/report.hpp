@@ -30,7 +30,7 @@
 #include "cumtl/core/config.hpp"
 #include "cumtl/core/error.hpp"
 
-namespace cumtl::inline CUMTL_ABI::train {
+namespace cumtl::train {
 
 struct ReportEpoch {
   std::int64_t epoch = 0;  // 1-based
@@ -381,4 +381,4 @@ inline std::string render_report_html(const ReportData& data) {
   return html + "</body>\n</html>\n";
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::train
+}  // namespace cumtl::train

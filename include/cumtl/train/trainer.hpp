@@ -49,7 +49,7 @@
 #include "cumtl/train/progress.hpp"
 #include "cumtl/train/report.hpp"
 
-namespace cumtl::inline CUMTL_ABI::train {
+namespace cumtl::train {
 
 // The device a --device value names; "auto" is the first GPU if there is one.
 inline Device choose_device(const std::string& text) {
@@ -62,11 +62,10 @@ inline Device choose_device(const std::string& text) {
 // "cpu", or "cuda:0 (NVIDIA H100 80GB HBM3)".
 inline std::string device_description(Device device) {
   std::string text = device.str();
-#if CUMTL_HAS_CUDA
-  cudaDeviceProp properties{};
-  if (device.is_cuda() && cudaGetDeviceProperties(&properties, device.index()) == cudaSuccess)
-    text += std::string(" (") + properties.name + ")";
-#endif
+  if (device.is_cuda()) {
+    if (const std::string name = cumtl::detail::cuda_backend().device_name(device.index()); !name.empty())
+      text += " (" + name + ")";
+  }
   return text;
 }
 
@@ -549,4 +548,4 @@ class Trainer {
   bool table_header_printed_ = false;
 };
 
-}  // namespace cumtl::inline CUMTL_ABI::train
+}  // namespace cumtl::train

@@ -1,13 +1,9 @@
 #pragma once
-// Status checks for the CUDA runtime, cuDNN and cuBLAS (nvcc translation units
-// only). Each failed call becomes a typed cumtl error that names the call as
-// written, the library's own status name and text, file:line, and a hint where
-// the cause is usually the same.
-
-#include "cumtl/core/config.hpp"
-#if !CUMTL_HAS_CUDA
-#error "cumtl/core/cuda_status.hpp is for translation units compiled by nvcc"
-#endif
+// Status checks for the CUDA runtime, cuDNN and cuBLAS, for the CUDA backend's
+// implementation unit (cumtl/cuda_backend.cu) and the tests of its parts. Each
+// failed call becomes a typed cumtl error that names the call as written, the
+// library's own status name and text, file:line, and a hint where the cause is
+// usually the same.
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -17,7 +13,7 @@
 
 #include "cumtl/core/error.hpp"
 
-namespace cumtl::inline CUMTL_ABI::detail {
+namespace cumtl::detail {
 
 inline std::string cuda_hint(cudaError_t status) {
   switch (status) {
@@ -77,7 +73,7 @@ inline void check_cublas(cublasStatus_t status, const char* call, const char* fi
                     file, line, std::move(hint));
 }
 
-}  // namespace cumtl::inline CUMTL_ABI::detail
+}  // namespace cumtl::detail
 
 #define CUMTL_CHECK_CUDA(call) ::cumtl::detail::check_cuda((call), #call, __FILE__, __LINE__)
 #define CUMTL_CHECK_CUDNN(call) ::cumtl::detail::check_cudnn((call), #call, __FILE__, __LINE__)

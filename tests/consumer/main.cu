@@ -1,2 +1,0 @@
-// The same program compiled by nvcc, which also sees the CUDA backend.
-#include "main.cpp"
