@@ -1,6 +1,13 @@
 # Decides whether the CUDA backend is built (CUMTL_CUDA: AUTO, ON or OFF) and,
-# when it is, enables the CUDA language and finds the CUDA toolkit and cuDNN.
-# Result: CUMTL_CUDA_ENABLED (ON/OFF).
+# when it is, enables the CUDA language and finds the CUDA toolkit, cuDNN and
+# cudnn-frontend. Result: CUMTL_CUDA_ENABLED (ON/OFF).
+#
+# cuDNN 9.8 is the oldest that can plan for a GPU from a recorded device
+# profile (CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR), which the convolution code
+# and its GPU-less tests rely on; 9.19 is the version they were checked with.
+# cudnn-frontend is pinned to the release scripts/setup.sh installs.
+set(CUMTL_CUDNN_MIN_VERSION 9.8)
+set(CUMTL_CUDNN_FRONTEND_VERSION 1.32.0)
 
 string(TOUPPER "${CUMTL_CUDA}" _cumtl_cuda_request)
 set(CUMTL_CUDA_ENABLED OFF)
@@ -35,9 +42,19 @@ if(CMAKE_CUDA_COMPILER)
   if(NOT CUDAToolkit_FOUND)
     set(_cumtl_cuda_missing "the CUDA toolkit's libraries")
   else()
-    find_package(CUDNN 9)
+    find_package(CUDNN ${CUMTL_CUDNN_MIN_VERSION})
     if(NOT CUDNN_FOUND)
-      set(_cumtl_cuda_missing "cuDNN 9 (give CUDNN_ROOT, or CUDNN_INCLUDE_DIR and CUDNN_LIBRARY)")
+      set(_cumtl_cuda_missing
+          "cuDNN ${CUMTL_CUDNN_MIN_VERSION} or newer (give CUDNN_ROOT, or CUDNN_INCLUDE_DIR and CUDNN_LIBRARY)")
+    elseif(CUDNN_VERSION VERSION_GREATER_EQUAL 10)
+      set(_cumtl_cuda_missing "cuDNN 9 (found ${CUDNN_VERSION}, a major version this code was not written for)")
+    else()
+      find_package(CudnnFrontend ${CUMTL_CUDNN_FRONTEND_VERSION} EXACT)
+      if(NOT CudnnFrontend_FOUND)
+        set(_cumtl_cuda_missing
+            "cudnn-frontend ${CUMTL_CUDNN_FRONTEND_VERSION} (run scripts/setup.sh, which installs its headers, or give "
+            "CUDNN_FRONTEND_ROOT, a folder holding include/cudnn_frontend.h)")
+      endif()
     endif()
   endif()
 else()
@@ -48,10 +65,15 @@ if(_cumtl_cuda_missing)
   if(_cumtl_cuda_request STREQUAL "ON")
     message(FATAL_ERROR "cumtl: CUMTL_CUDA=ON but ${_cumtl_cuda_missing} was not found")
   endif()
-  message(STATUS "cumtl: CUDA backend OFF: ${_cumtl_cuda_missing} was not found; CPU backend only")
+  if(CMAKE_CUDA_COMPILER)
+    # A CUDA machine building without its GPU backend deserves more than a status line.
+    message(WARNING "cumtl: CUDA backend OFF: ${_cumtl_cuda_missing} was not found; CPU backend only")
+  else()
+    message(STATUS "cumtl: CUDA backend OFF: ${_cumtl_cuda_missing} was not found; CPU backend only")
+  endif()
   return()
 endif()
 
 set(CUMTL_CUDA_ENABLED ON)
 message(STATUS "cumtl: CUDA backend ON: CUDA ${CUDAToolkit_VERSION}, cuDNN ${CUDNN_VERSION}, "
-               "architectures ${CMAKE_CUDA_ARCHITECTURES}")
+               "cudnn-frontend ${CudnnFrontend_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES}")

@@ -14,9 +14,10 @@
 
 #include "cumtl/core/context.hpp"
 #include "cumtl/core/cuda_backend.hpp"
+#include "cumtl/core/device_pool.hpp"
 #include "cumtl/cuda/activation.cuh"
 #include "cumtl/cuda/batchnorm.cuh"
-#include "cumtl/cuda/cudnn_graph.hpp"
+#include "cumtl/cuda/cudnn_conv.hpp"
 #include "cumtl/cuda/elementwise.cuh"
 #include "cumtl/cuda/launch.hpp"
 #include "cumtl/cuda/linear.cuh"
@@ -222,8 +223,12 @@ class Backend final : public detail::CudaBackend {
   }
 
   void* allocate(std::size_t bytes, int device, CUstream_st* stream) const override {
+    const cudaMemPool_t pool = device_pool(device);
     void* data = nullptr;
-    const cudaError_t status = cudaMallocFromPoolAsync(&data, bytes, device_pool(device), stream);
+    cudaError_t status = cudaMallocFromPoolAsync(&data, bytes, pool, stream);
+    if (status == cudaErrorMemoryAllocation && release_unused(device, pool, stream))
+      status = cudaMallocFromPoolAsync(&data, bytes, pool, stream);
+    if (status == cudaErrorMemoryAllocation) throw out_of_memory(bytes, device, pool);
     if (status != cudaSuccess)
       detail::check_cuda(status, detail::concat("allocating ", bytes, " bytes on cuda:", device).c_str(), __FILE__,
                          __LINE__);
@@ -254,37 +259,108 @@ class Backend final : public detail::CudaBackend {
   detail::CudaOperations<double>& double_operations() override { return double_operations_; }
 
   void conv_forward(Context& ctx, const ConvShape& shape, const float* x, const float* w, float* y) override {
-    cuda::conv_forward(ctx, shape, numerics(ctx), x, w, y);
+    convolve(ctx, "cumtl::conv_forward", ConvDirection::forward, shape, {x, w, y});
   }
   void conv_backward_data(Context& ctx, const ConvShape& shape, const float* dy, const float* w, float* dx) override {
-    cuda::conv_backward_data(ctx, shape, numerics(ctx), dy, w, dx);
+    convolve(ctx, "cumtl::conv_backward_data", ConvDirection::backward_data, shape, {dx, w, dy});
   }
   void conv_backward_filter(Context& ctx, const ConvShape& shape, const float* x, const float* dy, float* dw,
                             GradientMode mode) override {
-    cuda::conv_backward_filter(ctx, shape, numerics(ctx), x, dy, dw, 1.0f,
-                               mode == GradientMode::accumulate ? 1.0f : 0.0f);
+    if (mode == GradientMode::overwrite) {
+      convolve(ctx, "cumtl::conv_backward_filter", ConvDirection::backward_filter, shape, {x, dw, dy});
+      return;
+    }
+    // The frontend's convolution nodes have no beta: the gradient goes to
+    // scratch memory in stream order, then is added.
+    const std::int64_t count = shape.k * shape.r * shape.s * shape.c;
+    const std::shared_ptr<Storage> scratch = Storage::device(std::size_t(count) * sizeof(float), ctx.stream_holder());
+    float* fresh = static_cast<float*>(scratch->data());
+    convolve(ctx, "cumtl::conv_backward_filter", ConvDirection::backward_filter, shape, {x, fresh, dy});
+    cuda::axpy<float>(ctx, count, 1.0f, fresh, dw);
   }
 
  private:
-  static ConvNumerics numerics(const Context& ctx) {
-    return {.allow_tf32 = ctx.numerics().allow_tf32, .deterministic = ctx.numerics().deterministic};
+  static void convolve(Context& ctx, const char* name, ConvDirection direction, const ConvShape& shape,
+                       ConvPointers pointers) {
+    const ProfileRange range(name);
+    const detail::DeviceGuard guard(ctx.device().index());
+    const ConvNumerics numerics{.allow_tf32 = ctx.numerics().allow_tf32,
+                                .deterministic = ctx.numerics().deterministic};
+    execute_conv(ctx, cudnn_handle(ctx), direction, shape, numerics, ConvDataType::float32, pointers);
+    if (sync_after_launch()) {
+      if (const cudaError_t sync = cudaStreamSynchronize(ctx.stream()); sync != cudaSuccess)
+        detail::check_cuda(sync, detail::concat(name, " (reported by CUMTL_SYNC=1)").c_str(), __FILE__, __LINE__);
+    }
   }
 
-  // The device's default memory pool, told once to keep what is freed, so a
-  // steady-state training step never reaches the driver's allocator.
+  // The device's default memory pool, given once the release threshold of
+  // core/device_pool.hpp: freed blocks stay in the pool up to it, so a
+  // steady-state training step does not reach the driver's allocator, and what
+  // lies unused beyond it goes back to the driver at the next synchronization,
+  // where cuDNN, cuBLAS and other processes can get it.
   static cudaMemPool_t device_pool(int device) {
     static std::mutex mutex;
     static std::vector<cudaMemPool_t> pools;
     const std::lock_guard lock(mutex);
     if (pools.size() <= std::size_t(device)) pools.resize(std::size_t(device) + 1, nullptr);
     if (pools[std::size_t(device)] == nullptr) {
+      const detail::PoolReleaseThreshold setting = detail::pool_release_threshold_from_environment();
+      cudaDeviceProp properties{};
+      CUMTL_CHECK_CUDA(cudaGetDeviceProperties(&properties, device));
+      std::uint64_t threshold = setting.bytes_for(properties.totalGlobalMem);
       cudaMemPool_t pool = nullptr;
       CUMTL_CHECK_CUDA(cudaDeviceGetDefaultMemPool(&pool, device));
-      std::uint64_t keep_everything = UINT64_MAX;
-      CUMTL_CHECK_CUDA(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_everything));
+      CUMTL_CHECK_CUDA(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
       pools[std::size_t(device)] = pool;
     }
     return pools[std::size_t(device)];
+  }
+
+  // After an allocation failed for want of memory: lets the device catch up,
+  // then gives everything the pool holds unused back to the driver, and says
+  // whether a second try is worth it. What the pool holds may be in pieces too
+  // small for the request, or behind frees still queued on other streams;
+  // returned to the driver, it can back the request whole (PyTorch's caching
+  // allocator frees its cache and retries for the same reason). The wait is
+  // on the failure path only, and is skipped while the stream is captured
+  // into a graph, which a synchronization would invalidate.
+  static bool release_unused(int device, cudaMemPool_t pool, CUstream_st* stream) {
+    (void)cudaGetLastError();  // an out-of-memory is not sticky: clear it before the next checked call
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    CUMTL_CHECK_CUDA(cudaStreamIsCapturing(stream, &capture));
+    if (capture != cudaStreamCaptureStatusNone) return false;
+    const detail::DeviceGuard guard(device);
+    CUMTL_CHECK_CUDA(cudaDeviceSynchronize());
+    CUMTL_CHECK_CUDA(cudaMemPoolTrimTo(pool, 0));
+    return true;
+  }
+
+  // What a person needs to act on an out-of-memory: the request, what the
+  // device has left, and what cumtl's pool holds and keeps.
+  static CudaError out_of_memory(std::size_t bytes, int device, cudaMemPool_t pool) {
+    (void)cudaGetLastError();
+    std::string message = detail::concat("allocating ", bytes, " bytes (", detail::byte_count_text(bytes),
+                                         ") on cuda:", device, " failed: cudaErrorMemoryAllocation (",
+                                         cudaGetErrorString(cudaErrorMemoryAllocation), ")");
+    // The queries are best effort: one that fails leaves its part out rather
+    // than hide the out-of-memory behind an error of its own.
+    const detail::DeviceGuard guard(device);
+    std::size_t free_bytes = 0, total_bytes = 0;
+    std::uint64_t used = 0, reserved = 0, threshold = 0;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess)
+      message += detail::concat("; the device has ", detail::byte_count_text(free_bytes), " free of ",
+                                detail::byte_count_text(total_bytes));
+    if (cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &used) == cudaSuccess &&
+        cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved) == cudaSuccess)
+      message += detail::concat("; cumtl's memory pool on it has ", detail::byte_count_text(used), " in use and ",
+                                detail::byte_count_text(reserved), " reserved");
+    std::string hint = "the GPU is out of memory: reduce the batch size or the input size";
+    if (cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold) == cudaSuccess)
+      hint += detail::concat(". The pool keeps up to ", detail::byte_count_text(threshold),
+                             " reserved for reuse after a synchronization; a lower ", detail::pool_release_threshold_variable,
+                             " (such as 50% or 8GiB) leaves more to cuDNN, cuBLAS and other processes");
+    (void)cudaGetLastError();
+    return CudaError(int(cudaErrorMemoryAllocation), std::move(message), __FILE__, __LINE__, std::move(hint));
   }
 
   Operations<float> float_operations_;

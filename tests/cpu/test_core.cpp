@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <cumtl/core/device_pool.hpp>
+
 #include "../support/testing.hpp"
 
 using cumtl::Device;
@@ -228,6 +230,63 @@ TEST_SUITE("core") {
   TEST_CASE("umbrella header: included by two translation units of one program") {
     const Tensor tensor = Tensor::from_vector<double>({1.5, 2.5, 3}, Shape{3});
     CHECK(sum_in_second_translation_unit(tensor) == 7.0);
+  }
+
+  TEST_CASE("device pool: CUMTL_POOL_RELEASE_THRESHOLD is a byte count or a share of the device") {
+    using cumtl::detail::parse_pool_release_threshold;
+    constexpr std::uint64_t device = std::uint64_t(80) << 30;
+    CHECK(parse_pool_release_threshold("8589934592").bytes_for(device) == 8589934592u);
+    CHECK(parse_pool_release_threshold("100B").bytes_for(device) == 100);
+    CHECK(parse_pool_release_threshold("1KiB").bytes_for(device) == 1024);
+    CHECK(parse_pool_release_threshold("512MiB").bytes_for(device) == std::uint64_t(512) << 20);
+    CHECK(parse_pool_release_threshold("8GiB").bytes_for(1) == std::uint64_t(8) << 30);  // whatever the device
+    CHECK(parse_pool_release_threshold("2TiB").bytes_for(device) == std::uint64_t(2) << 40);
+    CHECK(parse_pool_release_threshold("0").bytes_for(device) == 0);
+    CHECK(parse_pool_release_threshold("75%").bytes_for(device) == std::uint64_t(60) << 30);
+    CHECK(parse_pool_release_threshold("100%").bytes_for(device) == device);
+    CHECK(parse_pool_release_threshold("0%").bytes_for(device) == 0);
+    CHECK(parse_pool_release_threshold("90%") == cumtl::detail::PoolReleaseThreshold{});  // the default
+    // A share rounds down to a byte and never overflows, whatever the device's size.
+    CHECK(parse_pool_release_threshold("90%").bytes_for(1001) == 900);
+    CHECK(parse_pool_release_threshold("100%").bytes_for(UINT64_MAX) == UINT64_MAX);
+    CHECK(parse_pool_release_threshold("50%").bytes_for(UINT64_MAX) == UINT64_MAX / 2);
+
+    for (const char* bad : {"", "abc", "-1", "+5", " 5", "5 GiB", "8G", "8GB", "8gib", "1.5GiB", "GiB", "101%", "%"})
+      CHECK_ERROR_WITH(parse_pool_release_threshold(bad), "CUMTL_POOL_RELEASE_THRESHOLD must be a byte count",
+                       "from 0% to 100%", std::string("got \"") + bad + "\"");
+    CHECK_ERROR_WITH(parse_pool_release_threshold("16777216TiB"), "\"16777216TiB\" is past the largest byte count");
+    CHECK_ERROR_WITH(parse_pool_release_threshold("18446744073709551616"), "is past the largest byte count");
+    CHECK(parse_pool_release_threshold("16777215TiB").bytes_for(0) == (std::uint64_t(16777215) << 40));
+  }
+
+  TEST_CASE("device pool: the threshold comes from the environment, 90% of the device when unset") {
+    const char* saved = std::getenv("CUMTL_POOL_RELEASE_THRESHOLD");
+    const std::string previous = saved != nullptr ? saved : "";
+    using cumtl::detail::pool_release_threshold_from_environment;
+    unsetenv("CUMTL_POOL_RELEASE_THRESHOLD");
+    CHECK(pool_release_threshold_from_environment().bytes_for(1000) == 900);
+    setenv("CUMTL_POOL_RELEASE_THRESHOLD", "", 1);
+    CHECK(pool_release_threshold_from_environment().bytes_for(1000) == 900);
+    setenv("CUMTL_POOL_RELEASE_THRESHOLD", "4GiB", 1);
+    CHECK(pool_release_threshold_from_environment().bytes_for(1000) == std::uint64_t(4) << 30);
+    setenv("CUMTL_POOL_RELEASE_THRESHOLD", "lots", 1);
+    CHECK_ERROR_WITH(pool_release_threshold_from_environment(), "CUMTL_POOL_RELEASE_THRESHOLD", "got \"lots\"");
+    if (saved != nullptr)
+      setenv("CUMTL_POOL_RELEASE_THRESHOLD", previous.c_str(), 1);
+    else
+      unsetenv("CUMTL_POOL_RELEASE_THRESHOLD");
+  }
+
+  TEST_CASE("device pool: byte counts read as a person writes them") {
+    using cumtl::detail::byte_count_text;
+    CHECK(byte_count_text(0) == "0 B");
+    CHECK(byte_count_text(1023) == "1023 B");
+    CHECK(byte_count_text(1024) == "1.0 KiB");
+    CHECK(byte_count_text(1536) == "1.5 KiB");
+    CHECK(byte_count_text((std::uint64_t(1) << 20) - 1) == "1.0 MiB");  // not "1024.0 KiB"
+    CHECK(byte_count_text(std::uint64_t(80) << 30) == "80.0 GiB");
+    CHECK(byte_count_text(std::uint64_t(1) << 50) == "1.0 PiB");
+    CHECK(byte_count_text(UINT64_MAX) == "16.0 EiB");
   }
 
 }  // TEST_SUITE

@@ -1,6 +1,6 @@
-// cuDNN graph-API convolutions executed on the GPU, against a direct CPU
-// convolution accumulated in double. Needs a GPU; the plan-level tests that do
-// not are in test_cudnn_plans.cu.
+// cuDNN convolutions (through cudnn-frontend) executed on the GPU, against a
+// direct CPU convolution accumulated in double. Needs a GPU; the plan-level
+// tests that do not are in test_cudnn_plans.cpp.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -10,7 +10,8 @@
 #include <string>
 #include <vector>
 
-#include <cumtl/cuda/cudnn_graph.hpp>
+#include <cumtl/cuda/cudnn_conv.hpp>
+#include <cumtl/cuda/launch.hpp>
 
 #include "../support/testing.hpp"
 
@@ -20,9 +21,10 @@ using cumtl::Generator;
 using cumtl::ScalarType;
 using cumtl::Shape;
 using cumtl::Tensor;
+using cumtl::ConvShape;
+using cumtl::cuda::ConvDataType;
 using cumtl::cuda::ConvDirection;
 using cumtl::cuda::ConvNumerics;
-using cumtl::cuda::ConvShape;
 
 namespace {
 
@@ -42,15 +44,7 @@ std::vector<float> random_values(std::int64_t count, std::uint64_t seed) {
 // A square convolution of N×size×size×C by K×R×R×C.
 ConvShape square_conv(std::int64_t n, std::int64_t size, std::int64_t c, std::int64_t k, std::int64_t r,
                       std::int64_t stride, std::int64_t pad) {
-  ConvShape shape;
-  shape.n = n;
-  shape.h = shape.w = size;
-  shape.c = c;
-  shape.k = k;
-  shape.r = shape.s = r;
-  shape.pad_h = shape.pad_w = pad;
-  shape.stride_h = shape.stride_w = stride;
-  return shape;
+  return cumtl::square_conv(n, size, c, k, r, stride, pad);
 }
 
 std::int64_t x_count(const ConvShape& s) {
@@ -126,8 +120,7 @@ Tensor upload(Context& ctx, const std::vector<float>& values) {
 
 // Runs one direction on the GPU; `offset` shifts every pointer by that many floats.
 std::vector<float> gpu_conv(Context& ctx, ConvDirection direction, const ConvShape& s, ConvNumerics numerics,
-                            const Inputs& in, const std::vector<float>& initial, float alpha = 1, float beta = 0,
-                            std::int64_t offset = 0) {
+                            const Inputs& in, const std::vector<float>& initial, std::int64_t offset = 0) {
   const auto padded = [offset](const std::vector<float>& values) {
     std::vector<float> copy(std::size_t(offset), 0.0f);
     copy.insert(copy.end(), values.begin(), values.end());
@@ -137,15 +130,14 @@ std::vector<float> gpu_conv(Context& ctx, ConvDirection direction, const ConvSha
   const float* pa = a.data<float>() + offset;
   const float* pb = b.data<float>() + offset;
   float* po = out.data<float>() + offset;
+  cumtl::cuda::ConvPointers pointers{};
   switch (direction) {
-    case ConvDirection::forward: cumtl::cuda::conv_forward(ctx, s, numerics, pa, pb, po, alpha, beta); break;
-    case ConvDirection::backward_data:
-      cumtl::cuda::conv_backward_data(ctx, s, numerics, pa, pb, po, alpha, beta);
-      break;
-    case ConvDirection::backward_filter:
-      cumtl::cuda::conv_backward_filter(ctx, s, numerics, pa, pb, po, alpha, beta);
-      break;
+    case ConvDirection::forward: pointers = {pa, pb, po}; break;         // x, w -> y
+    case ConvDirection::backward_data: pointers = {po, pb, pa}; break;   // dy, w -> dx
+    case ConvDirection::backward_filter: pointers = {pa, po, pb}; break; // x, dy -> dw
   }
+  cumtl::cuda::execute_conv(ctx, cumtl::cuda::cudnn_handle(ctx), direction, s, numerics, ConvDataType::float32,
+                            pointers);
   std::vector<float> result = out.to_vector<float>(ctx);
   result.erase(result.begin(), result.begin() + offset);
   return result;
@@ -168,30 +160,86 @@ constexpr ConvDirection all_directions[] = {ConvDirection::forward, ConvDirectio
 }  // namespace
 
 TEST_SUITE("cudnn") {
-  TEST_CASE("cudnn: device properties from the GPU") {
+  TEST_CASE("cudnn: device profile from the GPU") {
     Context ctx(Device::cuda(0));
-    const auto device = cumtl::cuda::DeviceProperties::from_handle(cumtl::cuda::cudnn_handle(ctx));
+    const auto device = cumtl::cuda::DeviceProfile::from_handle(cumtl::cuda::cudnn_handle(ctx), 0);
     CHECK(device.handle() == cumtl::cuda::cudnn_handle(ctx));
-    // The profile to commit as tests/fixtures/cudnn_h100_device.json from an H100.
+    // The profile to commit as tests/fixtures/cudnn_h100_device.json.
     MESSAGE("this GPU's cuDNN device profile: ", device.json());
     if (const char* path = std::getenv("CUMTL_CUDNN_DEVICE_JSON"); path != nullptr && path[0] != '\0')
       std::ofstream(path) << device.json();
-    CHECK(device.json().find("\"smVersion\"") != std::string::npos);
+    int major = 0, minor = 0;
+    CUMTL_CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
+    CUMTL_CHECK_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0));
+    CHECK(device.sm_version() == major * 10 + minor);
     const ConvShape shape = square_conv(2, 8, 16, 16, 3, 1, 1);
-    const auto plan = cumtl::cuda::build_conv_plan(device, ConvDirection::forward, shape, ConvNumerics{});
-    CHECK(plan.engine_id() >= 0);
-    // The other way to name the device (also setting the deprecated operation-graph handle) is
-    // kept until a GPU run shows whether 9.19 accepts both together: recorded, not asserted.
-    std::string with_handle;
-    try {
-      with_handle =
-          cumtl::cuda::build_conv_plan(device.with_graph_handle(), ConvDirection::forward, shape, ConvNumerics{})
-              .engine()
-              .str();
-    } catch (const cumtl::Error& error) {
-      with_handle = std::string("failed: ") + error.what();
+    const auto plan = cumtl::cuda::build_conv_plan(
+        device, cumtl::cuda::make_conv_plan_key(device, ConvDirection::forward, shape, ConvNumerics{}));
+    CHECK(plan.engine().engine_id >= 0);
+    // The same plan from the profile's JSON, as the GPU-less tests build it.
+    const auto recorded = cumtl::cuda::DeviceProfile::from_json(device.json(), "this GPU's profile");
+    const auto replayed = cumtl::cuda::build_conv_plan(
+        recorded, cumtl::cuda::make_conv_plan_key(recorded, ConvDirection::forward, shape, ConvNumerics{}));
+    MESSAGE("engine from the handle: ", plan.engine().str(), "; from its JSON: ", replayed.engine().str());
+    CHECK(recorded.fingerprint() == device.fingerprint());
+  }
+
+  TEST_CASE("cudnn: every ResNet-18 and ResNet-50 convolution matches a direct convolution") {
+    Context ctx(Device::cuda(0));
+    std::vector<ConvShape> shapes;
+    // Batch 1 keeps the direct convolution in double affordable; the plans differ only in N.
+    for (const cumtl::ResNetConvLayout& layout :
+         {cumtl::ResNetConvLayout{1, 224, 64, 7, 2, 3, true, false, {64, 128, 256, 512}, {2, 2, 2, 2}},
+          cumtl::ResNetConvLayout{1, 224, 64, 7, 2, 3, true, true, {64, 128, 256, 512}, {3, 4, 6, 3}}})
+      for (const ConvShape& shape : cumtl::resnet_convolutions(layout))
+        if (std::find(shapes.begin(), shapes.end(), shape) == shapes.end()) shapes.push_back(shape);
+    std::uint64_t seed = 500;
+    for (const ConvShape& shape : shapes) {
+      for (ConvDirection direction : all_directions) {
+        CAPTURE(shape.str());
+        CAPTURE(cumtl::cuda::to_string(direction));
+        const Inputs in = random_inputs(direction, shape, seed += 2);
+        const std::vector<double> expected = direct_conv(direction, shape, in);
+        const std::vector<float> zeros(expected.size(), 0.0f);
+        CHECK(cumtl_test::error_over_scale(gpu_conv(ctx, direction, shape, tf32, in, zeros), expected) <=
+              tf32_tolerance);
+      }
     }
-    MESSAGE("engine from device properties: ", plan.engine().str(), "; with the graph handle too: ", with_handle);
+  }
+
+  TEST_CASE("cudnn: a plan without its first engine runs on the next and still matches") {
+    Context ctx(Device::cuda(0));
+    const auto device = cumtl::cuda::DeviceProfile::from_handle(cumtl::cuda::cudnn_handle(ctx), 0);
+    const ConvShape shape = square_conv(3, 13, 64, 64, 3, 1, 1);
+    const Inputs in = random_inputs(ConvDirection::forward, shape, 61);
+    const std::vector<double> expected = direct_conv(ConvDirection::forward, shape, in);
+    auto key = cumtl::cuda::make_conv_plan_key(device, ConvDirection::forward, shape, strict_fp32);
+    const auto first = cumtl::cuda::build_conv_plan(device, key);
+    key.excluded_engines = {first.engine().engine_id};
+    auto second = cumtl::cuda::build_conv_plan(device, key);
+    CHECK(second.engine().engine_id != first.engine().engine_id);
+    MESSAGE("first engine ", first.engine().str(), ", then ", second.engine().str());
+    Tensor x = upload(ctx, in.a), w = upload(ctx, in.b);
+    Tensor y = upload(ctx, std::vector<float>(expected.size(), 0.0f));
+    second.execute(ctx, cumtl::cuda::cudnn_handle(ctx), {x.data<float>(), w.data<float>(), y.data<float>()});
+    CHECK(cumtl_test::error_over_scale(y.to_vector<float>(ctx), expected) <= fp32_tolerance);
+    CHECK(second.fallbacks() == 0);
+    // Every other kept configuration runs too, each chosen in turn.
+    std::int64_t ran = 0;
+    for (const auto& config : second.candidates().kept()) {
+      try {
+        second.use_config(config.index);
+      } catch (const cumtl::CudnnFrontendError& error) {
+        MESSAGE(config.str(), " does not finalize here: ", error.what());
+        continue;
+      }
+      Tensor out = upload(ctx, std::vector<float>(expected.size(), 0.0f));
+      second.execute(ctx, cumtl::cuda::cudnn_handle(ctx), {x.data<float>(), w.data<float>(), out.data<float>()});
+      CAPTURE(config.str());
+      CHECK(cumtl_test::error_over_scale(out.to_vector<float>(ctx), expected) <= fp32_tolerance);
+      ++ran;
+    }
+    CHECK(ran >= 2);
   }
 
   TEST_CASE("cudnn: fprop dgrad and wgrad match a direct convolution") {
@@ -214,19 +262,19 @@ TEST_SUITE("cudnn") {
     }
   }
 
-  TEST_CASE("cudnn: beta 1 accumulates into the output") {
+  TEST_CASE("cudnn: the filter gradient accumulates in accumulate mode") {
     Context ctx(Device::cuda(0));
+    ctx.numerics().allow_tf32 = false;
     for (const ConvShape& shape : test_shapes()) {
-      for (ConvDirection direction : all_directions) {
-        CAPTURE(shape.str());
-        CAPTURE(cumtl::cuda::to_string(direction));
-        const Inputs in = random_inputs(direction, shape, 7);
-        const std::vector<float> initial = random_values(output_count(direction, shape), 9);
-        std::vector<double> expected = direct_conv(direction, shape, in);
-        for (std::size_t i = 0; i < expected.size(); ++i) expected[i] = 0.5 * expected[i] + double(initial[i]);
-        CHECK(cumtl_test::error_over_scale(gpu_conv(ctx, direction, shape, strict_fp32, in, initial, 0.5f, 1.0f),
-                                           expected) <= fp32_tolerance);
-      }
+      CAPTURE(shape.str());
+      const Inputs in = random_inputs(ConvDirection::backward_filter, shape, 7);
+      const std::vector<float> initial = random_values(w_count(shape), 9);
+      std::vector<double> expected = direct_conv(ConvDirection::backward_filter, shape, in);
+      for (std::size_t i = 0; i < expected.size(); ++i) expected[i] += double(initial[i]);
+      Tensor x = upload(ctx, in.a), dy = upload(ctx, in.b), dw = upload(ctx, initial);
+      cumtl::detail::cuda_backend().conv_backward_filter(ctx, shape, x.data<float>(), dy.data<float>(),
+                                                         dw.data<float>(), cumtl::GradientMode::accumulate);
+      CHECK(cumtl_test::error_over_scale(dw.to_vector<float>(ctx), expected) <= fp32_tolerance);
     }
   }
 
@@ -259,27 +307,38 @@ TEST_SUITE("cudnn") {
       const Inputs in = random_inputs(direction, shape, 31);
       const std::vector<double> expected = direct_conv(direction, shape, in);
       const std::vector<float> zeros(expected.size(), 0.0f);
-      CHECK(cumtl_test::error_over_scale(gpu_conv(ctx, direction, shape, strict_fp32, in, zeros, 1, 0, 1), expected) <=
+      CHECK(cumtl_test::error_over_scale(gpu_conv(ctx, direction, shape, strict_fp32, in, zeros, 1), expected) <=
             fp32_tolerance);
-      CHECK(cumtl_test::error_over_scale(gpu_conv(ctx, direction, shape, tf32, in, zeros, 1, 0, 1), expected) <=
+      CHECK(cumtl_test::error_over_scale(gpu_conv(ctx, direction, shape, tf32, in, zeros, 1), expected) <=
             tf32_tolerance);
     }
   }
 
-  TEST_CASE("cudnn: plans are cached per thread and device") {
+  TEST_CASE("cudnn: plans are cached per context and go with it") {
     Context ctx(Device::cuda(0));
-    Context other(Device::cuda(0));
     const ConvShape shape = square_conv(2, 9, 8, 8, 3, 1, 1);
-    cumtl::cuda::ConvPlanCache& cache = cumtl::cuda::thread_conv_plan_cache(ctx);
-    CHECK(&cache == &cumtl::cuda::thread_conv_plan_cache(other));
+    CHECK(cumtl::cuda::context_conv_plans(ctx) == nullptr);
     const Inputs in = random_inputs(ConvDirection::forward, shape, 41);
     const std::vector<float> zeros(std::size_t(y_count(shape)), 0.0f);
     const std::vector<float> first = gpu_conv(ctx, ConvDirection::forward, shape, strict_fp32, in, zeros);
-    const std::int64_t hits = cache.hits(), misses = cache.misses();
-    const std::vector<float> second = gpu_conv(other, ConvDirection::forward, shape, strict_fp32, in, zeros);
-    CHECK(cache.hits() == hits + 1);
-    CHECK(cache.misses() == misses);
+    const cumtl::cuda::ConvPlanCache* cache = cumtl::cuda::context_conv_plans(ctx);
+    REQUIRE(cache != nullptr);
+    CHECK(cache->misses() == 1);
+    const std::vector<float> second = gpu_conv(ctx, ConvDirection::forward, shape, strict_fp32, in, zeros);
+    CHECK(cache->hits() == 1);
+    CHECK(cache->misses() == 1);
     CHECK(first == second);
+    {
+      // Another context plans for itself, from its own handle.
+      Context other(Device::cuda(0));
+      CHECK(gpu_conv(other, ConvDirection::forward, shape, strict_fp32, in, zeros) == first);
+      REQUIRE(cumtl::cuda::context_conv_plans(other) != nullptr);
+      CHECK(cumtl::cuda::context_conv_plans(other) != cache);
+      CHECK(cumtl::cuda::context_conv_plans(other)->misses() == 1);
+    }
+    // The first context's plans outlive the other's handle.
+    CHECK(gpu_conv(ctx, ConvDirection::forward, shape, strict_fp32, in, zeros) == first);
+    CHECK(cache->hits() == 2);
   }
 
   TEST_CASE("cudnn: convolution contract errors") {
@@ -289,17 +348,20 @@ TEST_SUITE("cudnn") {
     Tensor x = Tensor::zeros(ctx, Shape{1, 4, 4, 4}, ScalarType::f32);
     Tensor w = Tensor::zeros(ctx, Shape{4, 3, 3, 4}, ScalarType::f32);
     Tensor y = Tensor::zeros(ctx, Shape{1, 4, 4, 4}, ScalarType::f32);
-    CHECK_ERROR_WITH(cumtl::cuda::conv_forward(cpu, shape, tf32, x.data<float>(), w.data<float>(), y.data<float>()),
+    cudnnHandle_t handle = cumtl::cuda::cudnn_handle(ctx);
+    const auto run = [&](Context& on, ConvDirection direction, const ConvShape& s, cumtl::cuda::ConvPointers p) {
+      cumtl::cuda::execute_conv(on, handle, direction, s, tf32, ConvDataType::float32, p);
+    };
+    CHECK_ERROR_WITH(run(cpu, ConvDirection::forward, shape, {x.data<float>(), w.data<float>(), y.data<float>()}),
                      "cumtl::conv_forward needs a CUDA context", "cpu", "x[1, 4, 4, 4]");
-    CHECK_ERROR_WITH(cumtl::cuda::conv_backward_data(ctx, shape, tf32, y.data<float>(), w.data<float>(), nullptr),
+    CHECK_ERROR_WITH(run(ctx, ConvDirection::backward_data, shape, {nullptr, w.data<float>(), y.data<float>()}),
                      "cumtl::conv_backward_data: null pointer", "dx");
     ConvShape empty = shape;
     empty.n = 0;
-    CHECK_ERROR_WITH(
-        cumtl::cuda::conv_backward_filter(ctx, empty, tf32, x.data<float>(), y.data<float>(), w.data<float>()),
-        "cumtl::conv_backward_filter", "must be positive");
+    CHECK_ERROR_WITH(run(ctx, ConvDirection::backward_filter, empty, {x.data<float>(), w.data<float>(), y.data<float>()}),
+                     "cumtl::conv_backward_filter", "must be positive");
     const auto* misaligned = reinterpret_cast<const float*>(reinterpret_cast<const char*>(x.data<float>()) + 2);
-    CHECK_ERROR_WITH(cumtl::cuda::conv_forward(ctx, shape, tf32, misaligned, w.data<float>(), y.data<float>()),
+    CHECK_ERROR_WITH(run(ctx, ConvDirection::forward, shape, {misaligned, w.data<float>(), y.data<float>()}),
                      "aligned to the element size (4 bytes)");
   }
 }

@@ -1,7 +1,10 @@
 // Every CUDA operation against its CPU twin, through the facades and the
 // backend table from a host-compiled file. Needs a GPU. The CUDA side of the
 // core seen from CUDA code (streams, handles, launch checks) is test_backend.cu.
+#include <array>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "../support/testing.hpp"
@@ -108,4 +111,97 @@ TEST_SUITE("cuda") {
     CHECK_ERROR_WITH(host.to(cpu, Device::cuda(0)), "needs a context on cuda:0");
   }
 
+}  // TEST_SUITE
+
+// The bias gradient's column sums on the GPU against the CPU twin and against
+// the exact sums. kernels/bias.cuh gives the order of the GPU's additions and
+// the bounds the tolerances below come from.
+namespace {
+
+// Row counts span one row block and two passes, column counts one partial
+// tile and many tiles.
+const std::vector<std::array<std::int64_t, 2>> bias_shapes{
+    {8 * 56 * 56, 64},  // a convolution with bias: [N·P·Q, K]
+    {64, 7},            // a linear head: [N, classes]
+    {1000, 45},         // columns not a multiple of 32, over several row blocks
+    {3000, 1000},       // more columns than a block has threads
+    {100000, 3},        // long and narrow
+    {2, 100003},        // short and wide
+    {1, 64},            // one row
+    {1, 1},             // one element
+    {0, 5},             // no rows: the sum is zero
+};
+
+}  // namespace
+
+TEST_SUITE("cuda") {
+  TEST_CASE_TEMPLATE("bias gradient: the GPU's column sums match the CPU twin and the exact sums", T, float, double) {
+    Context cpu;
+    Context gpu(Device::cuda(0));
+    constexpr double epsilon = std::numeric_limits<T>::epsilon();
+    constexpr double double_epsilon = std::numeric_limits<double>::epsilon();
+    for (const auto& [rows, columns] : bias_shapes)
+      for (const cumtl::GradientMode mode : {cumtl::GradientMode::overwrite, cumtl::GradientMode::accumulate}) {
+        const bool accumulate = mode == cumtl::GradientMode::accumulate;
+        CAPTURE(rows);
+        CAPTURE(columns);
+        CAPTURE(accumulate);
+        const Tensor dy = cumtl_test::random_tensor<T>(Shape{rows, columns}, 21);
+        // Overwriting must not read the old gradient: NaN there would show.
+        const Tensor old = cumtl_test::random_tensor<T>(Shape{columns}, 22);
+        const std::vector<T> initial =
+            accumulate ? old.to_vector<T>() : std::vector<T>(std::size_t(columns), std::numeric_limits<T>::quiet_NaN());
+        Tensor on_cpu = Tensor::from_vector<T>(initial, Shape{columns});
+        Tensor on_gpu = on_cpu.to(gpu, gpu.device());
+        cumtl::ops::bias_gradient(cpu, dy, on_cpu, mode);
+        cumtl::ops::bias_gradient(gpu, dy.to(gpu, gpu.device()), on_gpu, mode);
+        const std::vector<T> from_gpu = on_gpu.to_vector<T>(gpu), from_cpu = on_cpu.to_vector<T>(),
+                             values = dy.to_vector<T>();
+
+        std::int64_t off_exact = 0, off_twin = 0, first_off = -1;
+        for (std::int64_t column = 0; column < columns; ++column) {
+          double exact = accumulate ? double(initial[std::size_t(column)]) : 0.0;
+          double magnitude = std::abs(exact);
+          for (std::int64_t row = 0; row < rows; ++row) {
+            const double value = double(values[std::size_t(row * columns + column)]);
+            exact += value;
+            magnitude += std::abs(value);
+          }
+          const double gpu_value = double(from_gpu[std::size_t(column)]);
+          // The GPU: the sum in double (and a double reference here), then one rounding to T.
+          const bool near_exact =
+              std::abs(gpu_value - exact) <= epsilon * std::abs(exact) + double(rows + 1) * double_epsilon * magnitude;
+          // The CPU twin adds in T, one row after another: recursive summation's bound.
+          const bool near_twin =
+              std::abs(gpu_value - double(from_cpu[std::size_t(column)])) <= epsilon * double(rows + 2) * magnitude;
+          off_exact += near_exact ? 0 : 1;
+          off_twin += near_twin ? 0 : 1;
+          if ((!near_exact || !near_twin) && first_off < 0) first_off = column;
+        }
+        INFO("first column off: ", first_off);
+        CHECK(off_exact == 0);
+        CHECK(off_twin == 0);
+      }
+  }
+
+  TEST_CASE_TEMPLATE("bias gradient: runs on the GPU are bit-identical, on any stream", T, float, double) {
+    Context gpu(Device::cuda(0));
+    Context other(Device::cuda(0));
+    for (const std::array<std::int64_t, 2> shape : {bias_shapes[0], bias_shapes[4]}) {
+      const auto [rows, columns] = shape;
+      CAPTURE(rows);
+      CAPTURE(columns);
+      const Tensor dy_host = cumtl_test::random_tensor<T>(Shape{rows, columns}, 23);
+      const Tensor dy = dy_host.to(gpu, gpu.device()), dy_other = dy_host.to(other, other.device());
+      Tensor first = Tensor::empty(gpu, Shape{columns}, cumtl::scalar_type_v<T>);
+      Tensor second = Tensor::empty(gpu, Shape{columns}, cumtl::scalar_type_v<T>);
+      Tensor third = Tensor::empty(other, Shape{columns}, cumtl::scalar_type_v<T>);
+      cumtl::ops::bias_gradient(gpu, dy, first, cumtl::GradientMode::overwrite);
+      cumtl::ops::bias_gradient(gpu, dy, second, cumtl::GradientMode::overwrite);
+      cumtl::ops::bias_gradient(other, dy_other, third, cumtl::GradientMode::overwrite);
+      const std::vector<T> expected = first.to_vector<T>(gpu);
+      CHECK(second.to_vector<T>(gpu) == expected);
+      CHECK(third.to_vector<T>(other) == expected);
+    }
+  }
 }  // TEST_SUITE

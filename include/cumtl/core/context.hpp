@@ -46,6 +46,8 @@ class Context {
   }
 
   ~Context() {
+    // The convolution plans go first: they were built from the cuDNN handle.
+    library_handles_.cudnn_plans.reset();
     // Teardown errors cannot be acted on; destructors do not throw.
     if (library_handles_.cudnn != nullptr || library_handles_.cublas != nullptr)
       detail::cuda_backend().destroy_library_handles(library_handles_.cudnn, library_handles_.cublas);
@@ -101,6 +103,12 @@ class Context {
   struct LibraryHandles {
     void* cudnn = nullptr;
     void* cublas = nullptr;
+    // The cublasMath_t last set on the cuBLAS handle (-1 before any), so that
+    // following numerics() costs a cublasSetMathMode only when it changed.
+    int cublas_math_mode = -1;
+    // The backend's convolution state for this context: the device profile
+    // read from the cuDNN handle, and the plans built for it.
+    std::shared_ptr<void> cudnn_plans;
   };
   LibraryHandles& library_handles() noexcept {
     return library_handles_;

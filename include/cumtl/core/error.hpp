@@ -97,6 +97,18 @@ class CudnnError : public Error {
   int status_;
 };
 
+// A failure that cudnn-frontend reported; code() is its error_code_t value, and
+// the message carries its text, which for a backend failure ends with cuDNN's own.
+class CudnnFrontendError : public Error {
+ public:
+  CudnnFrontendError(int code, std::string message, const char* file, int line, std::string hint = {})
+      : Error(std::move(message), file, line, std::move(hint)), code_(code) {}
+  int code() const noexcept { return code_; }
+
+ private:
+  int code_;
+};
+
 // A failed cuBLAS call; status() is the cublasStatus_t value.
 class CublasError : public Error {
  public:

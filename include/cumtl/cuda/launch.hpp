@@ -23,6 +23,7 @@
 #include <utility>
 
 #include "cumtl/core/context.hpp"
+#include "cumtl/cuda/cudnn_conv.hpp"
 #include "cumtl/cuda/status.hpp"
 
 namespace cumtl::cuda {
@@ -72,6 +73,10 @@ inline cudnnHandle_t cudnn_handle(Context& ctx) {
   CUMTL_REQUIRE(ctx.device().is_cuda(), "a cuDNN handle needs a CUDA context, this one is on ", ctx.device());
   Context::LibraryHandles& handles = ctx.library_handles();
   if (handles.cudnn == nullptr) {
+    // Once per process, before cuDNN is first used; a mismatch throws here
+    // for every context, never half way into a plan.
+    static const bool version_checked = (check_cudnn_version(), true);
+    (void)version_checked;
     const detail::DeviceGuard guard(ctx.device().index());
     cudnnHandle_t handle = nullptr;
     CUMTL_CHECK_CUDNN(cudnnCreate(&handle));
@@ -81,6 +86,23 @@ inline cudnnHandle_t cudnn_handle(Context& ctx) {
   return static_cast<cudnnHandle_t>(handles.cudnn);
 }
 
+// cuBLAS's math mode for a numerics policy. TF32 applies to fp32 products
+// only; CUBLAS_DEFAULT_MATH keeps at least the operands' precision throughout.
+// Deterministic mode needs no mode of its own: cuBLAS guarantees bit-identical
+// results from run to run on GPUs of one architecture and multiprocessor
+// count with one toolkit version, as long as one stream is active at a time
+// (with several, it may pick other kernels; CUBLAS_WORKSPACE_CONFIG=:4096:8
+// restores the guarantee, as PyTorch's determinism notes say). The only
+// routines using atomics (symv, hemv) do so after cublasSetAtomicsMode allows
+// it, which cumtl never does. CUBLAS_PEDANTIC_MATH is about accuracy, not
+// reproducibility, and is not needed for either.
+inline cublasMath_t cublas_math_mode(const NumericsPolicy& numerics) {
+  return numerics.allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
+}
+
+// The context's cuBLAS handle, in the math mode of the context's numerics as
+// they are now: the policy may change after the handle was created, so every
+// use re-reads it.
 inline cublasHandle_t cublas_handle(Context& ctx) {
   CUMTL_REQUIRE(ctx.device().is_cuda(), "a cuBLAS handle needs a CUDA context, this one is on ", ctx.device());
   Context::LibraryHandles& handles = ctx.library_handles();
@@ -91,7 +113,12 @@ inline cublasHandle_t cublas_handle(Context& ctx) {
     handles.cublas = handle;
     CUMTL_CHECK_CUBLAS(cublasSetStream(handle, ctx.stream()));
   }
-  return static_cast<cublasHandle_t>(handles.cublas);
+  const auto handle = static_cast<cublasHandle_t>(handles.cublas);
+  if (const cublasMath_t mode = cublas_math_mode(ctx.numerics()); handles.cublas_math_mode != int(mode)) {
+    CUMTL_CHECK_CUBLAS(cublasSetMathMode(handle, mode));
+    handles.cublas_math_mode = int(mode);
+  }
+  return handle;
 }
 
 #define CUMTL_CHECK_LAUNCH(ctx, kernel) ::cumtl::cuda::check_launch((ctx), (kernel), __FILE__, __LINE__)

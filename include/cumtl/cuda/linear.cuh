@@ -4,6 +4,8 @@
 // [r, c] matrix is its column-major [c, r] transpose, so each row-major product
 // below is issued as the transposed column-major one.
 
+#include <algorithm>
+#include <bit>
 #include <cstdint>
 
 #include "cumtl/core/modes.hpp"
@@ -35,11 +37,68 @@ void add_bias(Context& ctx, std::int64_t rows, std::int64_t columns, const T* bi
                      y);
 }
 
+// The tile of kernels/bias.cuh's column sums: TX columns × TY rows per block,
+// column tiles × row blocks in the grid, and the rows each row block owns.
+struct BiasGradientGrid {
+  dim3 block;
+  dim3 grid;
+  std::int64_t rows_per_block = 0;
+  std::int64_t row_blocks = 0;
+};
+
+// `resident` is how many blocks of the kernels fit on one multiprocessor. The
+// row blocks make about one wave of them, so the device is busy with as few
+// partials as that takes, but no more than leave each thread 16 rows, so a
+// short column (a linear head's) is one block and needs no second pass.
+inline BiasGradientGrid bias_gradient_grid(const Context& ctx, std::int64_t rows, std::int64_t columns, int resident) {
+  constexpr std::int64_t min_rows_per_thread = 16;
+  const std::int64_t tile = std::min<std::int64_t>(32, std::int64_t(std::bit_ceil(std::uint64_t(columns))));
+  const std::int64_t tile_rows = kernels::bias_gradient_threads / tile;
+  const std::int64_t column_tiles = (columns + tile - 1) / tile;
+  const std::int64_t wave = std::int64_t(resident) * ctx.multiprocessor_count();
+  const std::int64_t wanted = std::max<std::int64_t>(1, wave / column_tiles);
+  const std::int64_t limit =
+      std::min<std::int64_t>((rows + tile_rows * min_rows_per_thread - 1) / (tile_rows * min_rows_per_thread), 65535);
+  const std::int64_t row_blocks = std::clamp<std::int64_t>(wanted, 1, std::max<std::int64_t>(limit, 1));
+  BiasGradientGrid shape;
+  shape.rows_per_block = std::max<std::int64_t>((rows + row_blocks - 1) / row_blocks, 1);
+  shape.row_blocks = std::max<std::int64_t>((rows + shape.rows_per_block - 1) / shape.rows_per_block, 1);
+  shape.block = dim3(unsigned(tile), unsigned(tile_rows));
+  shape.grid = dim3(unsigned(column_tiles), unsigned(shape.row_blocks));
+  return shape;
+}
+
+// The summation order, and so the tolerance against cpu::bias_gradient, is
+// kernels/bias.cuh's. The partials live in ctx's workspace; nothing waits on
+// the host.
 template <class T>
 void bias_gradient(Context& ctx, std::int64_t rows, std::int64_t columns, const T* dy, T* bias_gradient,
                    GradientMode mode) {
-  launch_elementwise(ctx, "cumtl::bias_gradient", kernels::bias_gradient_kernel<T>, columns, columns, rows, dy,
-                     bias_gradient, mode == GradientMode::accumulate);
+  if (columns == 0) return;
+  const ProfileRange range("cumtl::bias_gradient");
+  const ::cumtl::detail::DeviceGuard guard(ctx.device().index());
+  // Cached for the process: the occupancy of a kernel depends only on the binary and the device model.
+  static const int resident = [] {
+    int rows_kernel = 0, finish_kernel = 0;
+    CUMTL_CHECK_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&rows_kernel, kernels::bias_gradient_rows_kernel<T>,
+                                                                   kernels::bias_gradient_threads, 0));
+    CUMTL_CHECK_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &finish_kernel, kernels::bias_gradient_finish_kernel<T>, kernels::bias_gradient_threads, 0));
+    return std::max(std::min(rows_kernel, finish_kernel), 1);
+  }();
+  const BiasGradientGrid shape = bias_gradient_grid(ctx, rows, columns, resident);
+  const bool accumulate = mode == GradientMode::accumulate;
+  double* partials = nullptr;
+  if (shape.row_blocks > 1)
+    partials = static_cast<double*>(
+        ctx.workspace().reserve(sizeof(double) * std::size_t(shape.row_blocks) * std::size_t(columns)));
+  kernels::bias_gradient_rows_kernel<T><<<shape.grid, shape.block, 0, ctx.stream()>>>(
+      rows, columns, shape.rows_per_block, dy, partials, bias_gradient, accumulate);
+  CUMTL_CHECK_LAUNCH(ctx, "bias_gradient_rows_kernel");
+  if (shape.row_blocks == 1) return;
+  kernels::bias_gradient_finish_kernel<T>
+      <<<shape.grid.x, shape.block, 0, ctx.stream()>>>(columns, shape.row_blocks, partials, bias_gradient, accumulate);
+  CUMTL_CHECK_LAUNCH(ctx, "bias_gradient_finish_kernel");
 }
 
 // y[n, out] = x[n, in] · weight[out, in]ᵀ  ⇔  column-major yᵀ[out, n] = weightᵀᵀ · xᵀ

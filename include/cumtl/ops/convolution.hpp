@@ -6,8 +6,8 @@
 //   conv2d_backward_data(ctx, dy[N,P,Q,K], w, geometry, dx[N,H,W,C])          dx overwritten
 //   conv2d_backward_filter(ctx, x, dy, geometry, dw[K,R,S,C], GradientMode)   dw (+)= ∂L/∂w
 //
-// CUDA: the cuDNN graph API (cuda/cudnn_graph.hpp, reached through the
-// backend table), with ctx.numerics() deciding TF32 and determinism. CPU:
+// CUDA: the cuDNN graph API through cudnn-frontend (cuda/cudnn_conv.hpp,
+// reached through the backend table), with ctx.numerics() deciding TF32 and determinism. CPU:
 // im2col + GEMM (cpu/convolution.hpp).
 
 #include "cumtl/core/conv_shape.hpp"
