@@ -463,7 +463,8 @@ struct ConvPlan::Impl {
   DeviceProfile device;
   std::shared_ptr<ConvGraph> graph;
   ConvCandidates candidates;
-  std::vector<bool> finalized;  // by configuration index
+  std::vector<bool> finalized;                // by configuration index
+  std::vector<std::int64_t> workspace_bytes;  // by configuration index, once finalized
   std::int64_t current = -1;    // the configuration executions use first
   std::int64_t fallbacks = 0;
   std::string last_failure;
@@ -472,21 +473,17 @@ struct ConvPlan::Impl {
   std::string finalize(std::int64_t index) {
     if (finalized[std::size_t(index)]) return {};
     if (fe::error_t status = graph->build_plan_at_index(index); status.is_bad()) return describe(status);
+    CUMTL_CHECK_FRONTEND(graph->get_workspace_size_plan_at_index(index, workspace_bytes[std::size_t(index)]),
+                         detail::concat("the workspace of ", candidates.offered[std::size_t(index)].str()));
     finalized[std::size_t(index)] = true;
     return {};
-  }
-  std::int64_t workspace(std::int64_t index) const {
-    std::int64_t bytes = 0;
-    CUMTL_CHECK_FRONTEND(graph->get_workspace_size_plan_at_index(index, bytes),
-                         detail::concat("the workspace of ", candidates.offered[std::size_t(index)].str()));
-    return bytes;
   }
 };
 
 const ConvPlanKey& ConvPlan::key() const noexcept { return impl_->key; }
 const ConvCandidates& ConvPlan::candidates() const noexcept { return impl_->candidates; }
 const ConvEngineConfig& ConvPlan::engine() const { return impl_->candidates.offered.at(std::size_t(impl_->current)); }
-std::int64_t ConvPlan::workspace_bytes() const { return impl_->workspace(impl_->current); }
+std::int64_t ConvPlan::workspace_bytes() const { return impl_->workspace_bytes[std::size_t(impl_->current)]; }
 std::int64_t ConvPlan::fallbacks() const noexcept { return impl_->fallbacks; }
 const std::string& ConvPlan::last_failure() const noexcept { return impl_->last_failure; }
 
@@ -516,21 +513,23 @@ void ConvPlan::execute(Context& ctx, cudnnContext* handle, ConvPointers pointers
   std::unordered_map<std::int64_t, void*> pack{{uid_x, const_cast<void*>(pointers.x)},
                                                {uid_w, const_cast<void*>(pointers.w)},
                                                {uid_y, const_cast<void*>(pointers.y)}};
-  // The current configuration first, then the others in heuristics order.
-  std::vector<std::int64_t> order{plan.current};
-  for (const ConvEngineConfig& config : plan.candidates.offered)
-    if (config.removed_by.empty() && config.index != plan.current) order.push_back(config.index);
-  std::string failures;
   const auto attempt = [&](std::int64_t index) {
     if (std::string failure = plan.finalize(index); !failure.empty()) return failure;
     // A workspace stays valid for the stream: a later, larger reserve frees
     // this block in stream order, after this execution has read it.
-    const std::int64_t bytes = plan.workspace(index);
+    const std::int64_t bytes = plan.workspace_bytes[std::size_t(index)];
     void* workspace = bytes > 0 ? ctx.workspace().reserve(std::size_t(bytes)) : nullptr;
     fe::error_t status = plan.graph->execute_plan_at_index(handle, pack, workspace, index);
     return status.is_good() ? std::string() : describe(status);
   };
   const auto name = [&plan](std::int64_t index) { return plan.candidates.offered[std::size_t(index)].str(); };
+  std::string failures = attempt(plan.current);
+  if (failures.empty()) return;
+  failures = name(plan.current) + ": " + failures;
+  // Only after a failure: the other kept configurations, in heuristics order.
+  std::vector<std::int64_t> order;
+  for (const ConvEngineConfig& config : plan.candidates.offered)
+    if (config.removed_by.empty() && config.index != plan.current) order.push_back(config.index);
   const std::int64_t ran = cudnn_detail::first_that_runs(order, attempt, name, failures);
   if (ran >= 0) {
     if (ran != plan.current) {
@@ -543,7 +542,7 @@ void ConvPlan::execute(Context& ctx, cudnnContext* handle, ConvPointers pointers
   plan.last_failure = failures;
   throw CudnnFrontendError(int(fe::error_code_t::GRAPH_EXECUTION_FAILED),
                            detail::concat("cuDNN could not execute the ", to_string(plan.key.direction),
-                                          " convolution ", plan.key.str(), " with any of ", order.size(),
+                                          " convolution ", plan.key.str(), " with any of ", order.size() + 1,
                                           " configuration(s): ", failures),
                            __FILE__, __LINE__, logging_hint);
 }
@@ -555,8 +554,9 @@ ConvCandidates conv_plan_candidates(const DeviceProfile& device, const ConvPlanK
 ConvPlan build_conv_plan(const DeviceProfile& device, const ConvPlanKey& key) {
   BuiltGraph built = make_graph(device, key, "build_conv_plan");
   auto impl = std::make_shared<ConvPlan::Impl>(
-      ConvPlan::Impl{key, device, built.graph, std::move(built.candidates), {}, -1, 0, {}});
+      ConvPlan::Impl{key, device, built.graph, std::move(built.candidates), {}, {}, -1, 0, {}});
   impl->finalized.assign(impl->candidates.offered.size(), false);
+  impl->workspace_bytes.assign(impl->candidates.offered.size(), 0);
   if (impl->candidates.kept().empty())
     throw CudnnFrontendError(int(fe::error_code_t::GRAPH_NOT_SUPPORTED),
                              no_engine_message(key, impl->candidates, ""), __FILE__, __LINE__, logging_hint);

@@ -22,6 +22,7 @@ using cumtl::ScalarType;
 using cumtl::Shape;
 using cumtl::Tensor;
 using cumtl::ConvShape;
+using cumtl::square_conv;
 using cumtl::cuda::ConvDataType;
 using cumtl::cuda::ConvDirection;
 using cumtl::cuda::ConvNumerics;
@@ -39,12 +40,6 @@ std::vector<float> random_values(std::int64_t count, std::uint64_t seed) {
   Generator generator(seed);
   cumtl::ops::uniform(cpu, tensor, generator, -1, 1);
   return tensor.to_vector<float>();
-}
-
-// A square convolution of N×size×size×C by K×R×R×C.
-ConvShape square_conv(std::int64_t n, std::int64_t size, std::int64_t c, std::int64_t k, std::int64_t r,
-                      std::int64_t stride, std::int64_t pad) {
-  return cumtl::square_conv(n, size, c, k, r, stride, pad);
 }
 
 std::int64_t x_count(const ConvShape& s) {

@@ -3,10 +3,12 @@
 // and the grow-only scratch Workspace every context owns.
 //
 // GPU memory comes, through the CUDA backend, from the device's stream-ordered
-// pool (cudaMallocAsync semantics) whose release threshold is raised once, so
-// freed blocks stay in the pool and the training loop never reaches the
+// pool (cudaMallocAsync semantics), which keeps freed blocks up to a release
+// threshold (90% of the device unless CUMTL_POOL_RELEASE_THRESHOLD says
+// otherwise, core/device_pool.hpp), so the training loop never reaches the
 // driver's allocator: a steady-state step neither calls cudaMalloc nor
-// synchronizes to allocate. Managed memory is
+// synchronizes to allocate, and the rest stays free for cuDNN and cuBLAS.
+// Managed memory is
 // never used. Host blocks are 64-byte aligned; pinned host blocks (for
 // asynchronous copies) come from cudaMallocHost.
 
