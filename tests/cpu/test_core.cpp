@@ -98,6 +98,20 @@ TEST_SUITE("core") {
     CHECK(copy.to_vector<double>() == std::vector<double>{100, 2, 3});
   }
 
+  TEST_CASE("tensor: a copy that involves GPU memory needs the context that orders it") {
+    // Never dereferenced: each copy is refused before it touches memory.
+    float stand_in = 0;
+    const Tensor on_gpu = Tensor::wrap(&stand_in, Shape{1}, ScalarType::f32, Device::cuda(0));
+    CHECK_ERROR_WITH(on_gpu.to(Device::cpu()), "float32[1] on cuda:0", "needs a context", "call to(ctx, cpu)",
+                     "stream wrote the tensor");
+    CHECK_ERROR_WITH(on_gpu.to_vector<float>(), "float32[1] on cuda:0", "call to_vector<T>(ctx)");
+    const Tensor host = Tensor::zeros(Shape{2}, ScalarType::f32);
+    CHECK_ERROR_WITH(host.to(Device::cuda(0)), "to cuda:0 needs a context", "call to(ctx, cuda:0)",
+                     "stream will use the copy");
+    CHECK(on_gpu.owning_stream() == nullptr);  // borrowed memory: its owner orders every use
+    CHECK(host.owning_stream() == nullptr);
+  }
+
   TEST_CASE("CUDA backend: linked exactly when the build has it, and a CUDA device refused with the reason") {
     // This file is compiled by the host compiler in every configuration; the
     // build links the backend's implementation unit when CUDA is on.

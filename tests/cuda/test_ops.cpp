@@ -1,6 +1,7 @@
 // Every CUDA operation against its CPU twin, through the facades and the
 // backend table from a host-compiled file. Needs a GPU. The CUDA side of the
 // core seen from CUDA code (streams, handles, launch checks) is test_backend.cu.
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -109,6 +110,28 @@ TEST_SUITE("cuda") {
                      "context is on cuda:0");
     CHECK_ERROR_WITH(cumtl::ops::fill(cpu, device, 1), "ops::fill", "on cuda:0", "context is on cpu");
     CHECK_ERROR_WITH(host.to(cpu, Device::cuda(0)), "needs a context on cuda:0");
+    CHECK_ERROR_WITH(device.to(Device::cpu()), "float32[4] on cuda:0", "call to(ctx, cpu)");
+    CHECK_ERROR_WITH(device.to_vector<float>(), "call to_vector<T>(ctx)");
+  }
+
+  TEST_CASE("a tensor another context's stream owns is copied after that stream's work, and freed after the copy") {
+    Context owner(Device::cuda(0)), reader(Device::cuda(0));
+    const std::int64_t count = std::int64_t(1) << 24;  // 64 MB: the fill still runs when the copy is enqueued
+    for (int round = 1; round <= 8; ++round) {
+      CAPTURE(round);
+      Tensor written = Tensor::empty(owner, Shape{count}, ScalarType::f32);
+      cumtl::ops::fill(owner, written, double(round));
+      CHECK(written.owning_stream() == owner.stream());
+      const Tensor copy = written.to(reader, reader.device());
+      // The owner's free, and a new block it may be handed, come after the copy.
+      written = Tensor();
+      Tensor reused = Tensor::empty(owner, Shape{count}, ScalarType::f32);
+      cumtl::ops::fill(owner, reused, -1.0);
+      const std::vector<float> values = copy.to_vector<float>(reader);
+      CHECK(std::count(values.begin(), values.end(), float(round)) == count);
+      const std::vector<float> read_across = reused.to_vector<float>(reader);
+      CHECK(std::count(read_across.begin(), read_across.end(), -1.0f) == count);
+    }
   }
 
 }  // TEST_SUITE

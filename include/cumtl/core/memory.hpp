@@ -79,6 +79,15 @@ class CudaEvent {
   CUevent_st* event_;
 };
 
+// Work enqueued on `then` from now on waits (on the device) for the work
+// enqueued on `first`, a stream of GPU `first_device`, so far. The wait keeps
+// what it waits for, so the event may go at once.
+inline void order_streams(CUstream_st* first, int first_device, CUstream_st* then) {
+  CudaEvent event(first_device);
+  event.record(first);
+  event.make_wait(then);
+}
+
 // Makes `device` current for a scope and restores the previous one after.
 class DeviceGuard {
  public:
@@ -122,6 +131,9 @@ class Storage {
 
   // Stream-ordered GPU memory: usable by work enqueued on `stream` from now on,
   // and returned to the pool in stream order when the last reference goes.
+  // The pool may hand the block out again as soon as `stream` reaches the
+  // free, so work another stream enqueues on the block must come before it
+  // in `stream`'s order (detail::order_streams; Tensor's copies do that).
   static std::shared_ptr<Storage> device(std::size_t bytes, std::shared_ptr<detail::StreamHolder> stream) {
     const int index = stream->device();
     void* data = bytes > 0 ? detail::cuda_backend().allocate(bytes, index, stream->get()) : nullptr;
@@ -155,6 +167,11 @@ class Storage {
   }
   MemoryKind kind() const noexcept {
     return kind_;
+  }
+  // Device memory: the stream it was allocated on and is freed on, whose
+  // context owns it; null for the other kinds.
+  CUstream_st* stream() const noexcept {
+    return stream_ ? stream_->get() : nullptr;
   }
 
  private:

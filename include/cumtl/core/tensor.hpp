@@ -3,8 +3,26 @@
 // handle. Copying a Tensor copies the handle, not the data; view() and slice()
 // give more handles on the same storage. Activations are NHWC.
 //
-// Allocation and copies take the Context whose stream they are ordered on; the
-// overloads without one use Context::default_for(device).
+// Allocation and copies take the Context whose stream they are ordered on.
+// empty() and zeros() without one allocate on Context::default_for(device).
+//
+// Streams. GPU memory belongs to the stream it was allocated on: the pool takes
+// it back in that stream's order, and that stream's work is what a reader
+// must wait for. Hence the rules:
+//  - The overloads of to() and to_vector() without a context copy host memory
+//    only. Given GPU memory (a tensor on a GPU, or a GPU target) they throw a
+//    cumtl::Error naming the tensor and the overload that takes a context: no
+//    stream they could pick is ordered after the work that wrote the tensor.
+//  - to(ctx, ...) and to_vector(ctx) of a tensor that another context's stream
+//    owns order themselves: the copy waits for the work enqueued on the owning
+//    stream so far, and the owning stream's later work, its stream-ordered free
+//    included, waits for the copy. A tensor one stream allocated and another
+//    wrote is read on the writer's context.
+//  - Operations (ops/) on another context's tensor are the caller's to order:
+//    record a detail::CudaEvent on one stream and make the other wait for it
+//    (detail::order_streams), as the loader does between its copy stream and
+//    the training stream. Borrowed GPU memory (wrap) has no owning stream; its
+//    owner orders every use.
 
 #include <cstring>
 #include <memory>
@@ -142,30 +160,46 @@ class Tensor {
     return Tensor(storage_, offset_ + std::size_t(begin) * row_bytes, shape_.with_leading(end - begin), dtype_);
   }
 
-  // A copy on `target`, ordered on ctx's stream; a GPU target must be ctx's device.
+  // The stream that owns this tensor's GPU memory (allocates and frees it);
+  // null for host and borrowed memory.
+  CUstream_st* owning_stream() const noexcept {
+    return storage_ ? storage_->stream() : nullptr;
+  }
+
+  // A copy on `target`, ordered on ctx's stream (and with the owning stream,
+  // if another); a GPU target must be ctx's device.
   Tensor to(Context& ctx, Device target) const {
     CUMTL_REQUIRE(target.is_cpu() || target == ctx.device(), "copying ", description(), " to ", target,
                   " needs a context on ", target, ", got one on ", ctx.device());
     Tensor copy = target.is_cpu() ? Tensor(Storage::host(bytes()), 0, shape_, dtype_) : empty(ctx, shape_, dtype_);
+    CUstream_st* owner = wait_for_foreign_owner(ctx);
     detail::copy_bytes(ctx, copy.raw_data(), target, raw_data(), device(), bytes());
+    if (owner != nullptr) detail::order_streams(ctx.stream(), ctx.device().index(), owner);
     return copy;
   }
+  // The same between host memory only (see Streams above).
   Tensor to(Device target) const {
-    return to(Context::default_for(target.is_cuda() ? target : device()), target);
+    require_host_only(target, detail::concat("to(ctx, ", target, ")"));
+    return to(Context::default_for(Device::cpu()), target);
   }
 
-  // The elements, copied to the host once ctx's earlier work on them is done.
+  // The elements, copied to the host once ctx's earlier work on them is done
+  // (and the owning stream's, if another).
   template <class T>
   std::vector<T> to_vector(Context& ctx) const {
     const T* source = data<T>();
     std::vector<T> values(static_cast<std::size_t>(numel()));
+    // The host waits for the copy below, so the owner's later work cannot overtake it.
+    (void)wait_for_foreign_owner(ctx);
     detail::copy_bytes(ctx, values.data(), Device::cpu(), source, device(), bytes());
     ctx.synchronize();
     return values;
   }
+  // The same for host memory only (see Streams above).
   template <class T>
   std::vector<T> to_vector() const {
-    return to_vector<T>(Context::default_for(device()));
+    require_host_only(Device::cpu(), "to_vector<T>(ctx)");
+    return to_vector<T>(Context::default_for(Device::cpu()));
   }
 
   // Zeroes every element, ordered on ctx's stream.
@@ -182,6 +216,24 @@ class Tensor {
  private:
   Tensor(std::shared_ptr<Storage> storage, std::size_t offset, const Shape& shape, ScalarType dtype)
       : storage_(std::move(storage)), offset_(offset), shape_(shape), dtype_(dtype) {}
+
+  // Refuses a copy without a context that involves GPU memory, naming the
+  // overload to call instead.
+  void require_host_only(Device target, const std::string& overload) const {
+    CUMTL_REQUIRE(device().is_cpu() && target.is_cpu(), "copying ", description(), " to ", target,
+                  " needs a context: a copy of GPU memory runs in a stream's order, and no stream picked for it ",
+                  "would be ordered with the work that uses the memory; call ", overload, " with the Context whose ",
+                  device().is_cuda() ? "stream wrote the tensor" : "stream will use the copy");
+  }
+
+  // Makes ctx's stream wait for the stream that owns this tensor's GPU memory
+  // when that is another one, and returns it then (null otherwise).
+  CUstream_st* wait_for_foreign_owner(Context& ctx) const {
+    CUstream_st* owner = owning_stream();
+    if (owner == nullptr || !ctx.device().is_cuda() || owner == ctx.stream()) return nullptr;
+    detail::order_streams(owner, device().index(), ctx.stream());
+    return owner;
+  }
 
   void* typed_data(ScalarType requested) const {
     CUMTL_REQUIRE(requested == dtype_, "tensor ", description(), " accessed as ", name_of(requested));
