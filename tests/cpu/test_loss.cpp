@@ -14,6 +14,7 @@ using cumtl::HeadKind;
 using cumtl::HeadSpec;
 using cumtl::LossMode;
 using cumtl::LossNormalization;
+using cumtl::LossReadback;
 using cumtl::MultiTaskLabels;
 using cumtl::MultiTaskLoss;
 using cumtl::ScalarType;
@@ -299,6 +300,34 @@ TEST_SUITE("loss") {
     Tensor undefined;
     loss.compute(ctx, LossMode::evaluate, batch.logits, batch.labels, undefined);  // no gradient needed
     CHECK(loss.read(ctx).total == trained);
+  }
+
+  TEST_CASE("loss: a result read through a readback is the one read at once") {
+    MultiTaskLoss loss(cumtl_test::flagship_heads());
+    Context ctx;
+    LossReadback readback;
+    CHECK_FALSE(readback.pending());
+    CHECK_ERROR_WITH(loss.read_async(ctx, readback), "read_async", "nothing was computed yet");
+    for (std::uint64_t seed : {3, 4}) {
+      const cumtl_test::Batch batch = cumtl_test::random_batch<float>(loss, 40, seed);
+      Tensor gradient = Tensor::empty(batch.logits.shape(), ScalarType::f32);
+      loss.compute(ctx, LossMode::train, batch.logits, batch.labels, gradient);
+      const cumtl::LossReport direct = loss.read(ctx);
+      loss.read_async(ctx, readback);
+      CHECK(readback.pending());
+      CHECK_ERROR_WITH(loss.read_async(ctx, readback), "still holds an earlier result");
+      // A later compute must not change what the readback took.
+      const cumtl_test::Batch other = cumtl_test::random_batch<float>(loss, 40, seed + 100);
+      loss.compute(ctx, LossMode::train, other.logits, other.labels, gradient);
+      const cumtl::LossReport late = loss.read(ctx, readback);
+      CHECK_FALSE(readback.pending());
+      CHECK(late.total == direct.total);
+      CHECK(late.task_losses == direct.task_losses);
+      CHECK(late.labels == direct.labels);
+      CHECK(late.samples == direct.samples);
+      CHECK(loss.read(ctx).total != direct.total);
+    }
+    CHECK_ERROR_WITH(loss.read(ctx, readback), "holds no result");
   }
 
   TEST_CASE("loss: contract violations are named") {

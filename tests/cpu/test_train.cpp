@@ -2,8 +2,10 @@
 // weights, the schemes' settings, and model.json.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +17,7 @@
 #include <cumtl/data/manifest.hpp>
 #include <cumtl/train/trainer.hpp>
 
+#include "../support/loss_batches.hpp"
 #include "../support/testing.hpp"
 #include "../support/train_runs.hpp"
 
@@ -139,8 +142,18 @@ TEST_CASE("train: --augment names the training transform") {
 TEST_CASE("train: a resumed run reproduces the uninterrupted run bit for bit") {
   const std::atomic<bool> never{false};
   const fs::path straight = fresh_folder("straight"), paused = fresh_folder("paused");
+  // Each step's loss, as the host received it: the same in both runs.
+  std::vector<double> straight_losses, paused_losses;
+  const auto into = [](std::vector<double>& losses) {
+    return [&losses](const train::StepLoss& step) {
+      CHECK(step.step == std::int64_t(losses.size()));
+      losses.push_back(step.loss);
+    };
+  };
   {
-    train::Trainer trainer(cumtl_test::tiny_train_config(), quiet_in(straight));
+    train::TrainerOptions options = quiet_in(straight);
+    options.on_step_loss = into(straight_losses);
+    train::Trainer trainer(cumtl_test::tiny_train_config(), options);
     REQUIRE(trainer.batches_per_epoch() == 4);  // 48 emotion-labelled faces, 12 in each batch of 16
     const train::RunResult result = trainer.run(never);
     CHECK(result.finished);
@@ -148,6 +161,7 @@ TEST_CASE("train: a resumed run reproduces the uninterrupted run bit for bit") {
   {
     train::TrainerOptions options = quiet_in(paused);
     options.pause_at_step = 6;  // inside the second epoch
+    options.on_step_loss = into(paused_losses);
     train::Trainer trainer(cumtl_test::tiny_train_config(), options);
     const train::RunResult result = trainer.run(never);
     CHECK_FALSE(result.finished);
@@ -157,13 +171,96 @@ TEST_CASE("train: a resumed run reproduces the uninterrupted run bit for bit") {
     CHECK_FALSE(fs::exists(paused / "summary.json"));
   }
   {
-    const std::unique_ptr<train::Trainer> trainer = train::Trainer::resume(quiet_in(paused));
+    CHECK(paused_losses.size() == 6);
+    train::TrainerOptions options = quiet_in(paused);
+    options.on_step_loss = into(paused_losses);
+    const std::unique_ptr<train::Trainer> trainer = train::Trainer::resume(options);
     CHECK(trainer->run(never).finished);
   }
+  CHECK(paused_losses == straight_losses);
   const std::vector<nlohmann::json> expected = without_timings(read_lines(straight / "metrics.jsonl"));
   REQUIRE(expected.size() == 3);
   CHECK(without_timings(read_lines(paused / "metrics.jsonl")) == expected);
   check_same_tensors(straight / "weights.safetensors", paused / "weights.safetensors");
+}
+
+TEST_CASE("train: step losses come back in step order, `lag` steps late, and all of them at the end") {
+  MultiTaskLoss loss(cumtl_test::flagship_heads());
+  Context ctx;
+  for (int lag : {0, 2}) {
+    CAPTURE(lag);
+    train::StepLosses losses(lag);
+    std::vector<double> expected;
+    std::vector<train::StepLoss> taken;
+    for (std::int64_t step = 0; step < 5; ++step) {
+      const cumtl_test::Batch batch = cumtl_test::random_batch<float>(loss, 8 + step, std::uint64_t(step));
+      Tensor gradient = Tensor::empty(batch.logits.shape(), ScalarType::f32);
+      loss.compute(ctx, LossMode::train, batch.logits, batch.labels, gradient);
+      expected.push_back(loss.read(ctx).total);
+      const std::optional<train::StepLoss> due = losses.push(ctx, loss, step, 8 + step);
+      CHECK(due.has_value() == (step >= lag));
+      if (due) taken.push_back(*due);
+      CHECK(losses.in_flight() == std::size_t(std::min<std::int64_t>(step + 1, lag)));
+    }
+    while (const std::optional<train::StepLoss> done = losses.take_oldest(ctx, loss)) taken.push_back(*done);
+    REQUIRE(taken.size() == expected.size());
+    for (std::size_t i = 0; i < taken.size(); ++i) {
+      CHECK(taken[i].step == std::int64_t(i));
+      CHECK(taken[i].images == 8 + std::int64_t(i));
+      CHECK(taken[i].loss == expected[i]);
+    }
+  }
+  CHECK_ERROR_WITH(train::StepLosses(-1), "lag must be >= 0");
+}
+
+TEST_CASE("train: every step's loss reaches the host once, in order, and makes the epoch's train loss") {
+  const std::atomic<bool> never{false};
+  const fs::path folder = fresh_folder("step_losses");
+  std::vector<train::StepLoss> seen;
+  train::TrainerOptions options = quiet_in(folder);
+  options.on_step_loss = [&](const train::StepLoss& step) { seen.push_back(step); };
+  train::Trainer trainer(cumtl_test::tiny_train_config(), options);
+  REQUIRE(trainer.run(never).finished);
+  const std::vector<nlohmann::json> epochs = read_lines(folder / "metrics.jsonl");
+  REQUIRE(epochs.size() == 3);
+  REQUIRE(seen.size() == 3 * std::size_t(trainer.batches_per_epoch()));
+  for (std::size_t i = 0; i < seen.size(); ++i) CHECK(seen[i].step == std::int64_t(i));
+  for (std::size_t e = 0; e < epochs.size(); ++e) {
+    double sum = 0;
+    std::int64_t images = 0;
+    for (std::int64_t b = 0; b < trainer.batches_per_epoch(); ++b) {
+      const train::StepLoss& step = seen[e * std::size_t(trainer.batches_per_epoch()) + std::size_t(b)];
+      sum += step.loss * double(step.images);
+      images += step.images;
+    }
+    CHECK(epochs[e]["train_loss"].get<double>() == doctest::Approx(sum / double(images)).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("train: a loss that stops being finite is named at its own step") {
+  const std::atomic<bool> never{false};
+  const fs::path folder = fresh_folder("diverges");
+  train::TrainConfig config = cumtl_test::tiny_train_config();
+  config.optimizer = "sgd";
+  config.lr = 1e30;  // the first update sends the weights past float's range
+  config.warmup_steps = 0;
+  config.schedule = "constant";
+  std::vector<train::StepLoss> seen;
+  train::TrainerOptions options = quiet_in(folder);
+  options.on_step_loss = [&](const train::StepLoss& step) { seen.push_back(step); };
+  train::Trainer trainer(config, options);
+  std::string message;
+  try {
+    trainer.run(never);
+  } catch (const Error& error) {
+    message = error.what();
+  }
+  // The steps before it arrived with finite losses; the error names the next one.
+  REQUIRE_FALSE(message.empty());
+  for (const train::StepLoss& step : seen) CHECK(std::isfinite(step.loss));
+  CHECK(message.find("at step " + std::to_string(seen.size()) + ":") != std::string::npos);
+  CHECK(message.find("lower the learning rate") != std::string::npos);
+  CHECK(seen.size() < std::size_t(trainer.batches_per_epoch()));
 }
 
 TEST_CASE("train: the run folder gets every output and the summary its keys") {

@@ -34,6 +34,13 @@ std::vector<float> gpu_gradient_checked_against_cpu(const MultiTaskLoss& loss, c
   Tensor gradient = Tensor::empty(gpu, logits.shape(), ScalarType::f32);
   gpu_loss.compute(gpu, LossMode::train, logits, labels, gradient);
   const cumtl::LossReport report = gpu_loss.read(gpu);
+  // The same result through pinned memory and an event, without a host wait.
+  cumtl::LossReadback readback;
+  gpu_loss.read_async(gpu, readback);
+  const cumtl::LossReport late = gpu_loss.read(gpu, readback);
+  CHECK(late.total == report.total);
+  CHECK(late.task_losses == report.task_losses);
+  CHECK(late.labels == report.labels);
 
   CHECK(report.labels == expected.labels);
   CHECK(report.samples == expected.samples);
@@ -100,7 +107,7 @@ TEST_SUITE("loss") {
     CHECK(gradient.to_vector<float>(gpu) == std::vector<float>(std::size_t(gradient.numel()), 7.0f));
   }
 
-  TEST_CASE("loss: an invalid label on the GPU is reported by read") {
+  TEST_CASE("loss: an invalid label on the GPU is reported by read, also through a readback") {
     Context gpu(Device::cuda(0));
     MultiTaskLoss loss(cumtl_test::flagship_heads());
     cumtl_test::Batch batch = cumtl_test::random_batch<float>(loss, 4000, 12);
@@ -110,5 +117,11 @@ TEST_SUITE("loss") {
     Tensor gradient = Tensor::empty(gpu, logits.shape(), ScalarType::f32);
     loss.compute(gpu, LossMode::train, logits, labels, gradient);
     CHECK_ERROR_WITH(loss.read(gpu), "head 'compound'", "sample 3001", "class 11", "0..10");
+    // Read a step later, as the trainer does: the readback kept the batch's labels to name.
+    cumtl::LossReadback readback;
+    loss.compute(gpu, LossMode::train, logits, labels, gradient);
+    loss.read_async(gpu, readback);
+    CHECK_ERROR_WITH(loss.read(gpu, readback), "head 'compound'", "sample 3001", "class 11", "0..10");
+    CHECK_FALSE(readback.pending());
   }
 }  // TEST_SUITE

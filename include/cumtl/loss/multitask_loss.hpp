@@ -19,8 +19,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "cumtl/core/tensor.hpp"
@@ -68,6 +70,30 @@ struct LossReport {
   double total = 0;                   // Σ λ_t L_t
   std::vector<std::int64_t> labels;   // labels present per task
   std::vector<std::int64_t> samples;  // samples with at least one label per task
+};
+
+class MultiTaskLoss;
+
+// One computed loss on its way to the host. MultiTaskLoss::read_async()
+// enqueues copies of the result into this object's host buffers (pinned on a
+// GPU) and records an event, so neither the stream nor the host waits; a
+// later MultiTaskLoss::read(ctx, readback) takes it. It holds one result at a
+// time, and keeps the batch's labels so an invalid one can still be named.
+class LossReadback {
+ public:
+  // A result was enqueued and not taken yet.
+  bool pending() const noexcept {
+    return pending_;
+  }
+
+ private:
+  friend class MultiTaskLoss;
+
+  Device device_;
+  Tensor losses_, counts_, bad_row_;            // host twins of the loss's device buffers
+  std::unique_ptr<detail::CudaEvent> landed_;  // on a GPU: happens once the copies have landed
+  MultiTaskLabels labels_;
+  bool pending_ = false;
 };
 
 class MultiTaskLoss {
@@ -126,8 +152,9 @@ class MultiTaskLoss {
   // The losses and, with LossMode::train, dL/dlogits into `gradient` (same
   // shape and type as logits; untouched and may be undefined with evaluate).
   // Enqueued on ctx's stream without waiting: losses() holds the result on the
-  // device, read() brings it to the host. On the CPU an invalid label throws
-  // here; on a GPU it is detected by the kernel and thrown by read().
+  // device, read() brings it to the host (read_async() without waiting). On
+  // the CPU an invalid label throws here; on a GPU it is detected by the
+  // kernel and thrown by the read of the result.
   void compute(Context& ctx, LossMode mode, const Tensor& logits, const MultiTaskLabels& labels, Tensor& gradient) {
     validate_batch(ctx, mode, logits, labels, gradient);
     bind_buffers(ctx, logits.dtype());
@@ -140,7 +167,7 @@ class MultiTaskLoss {
       CUMTL_DISPATCH(ctx, T, multitask_loss, ctx, table_, rows, logits.data<T>(), labels.classes.data<std::int32_t>(),
                      labels.binary.data<std::int8_t>(), weights, gradient_data, outputs);
     });
-    if (ctx.device().is_cpu()) throw_if_invalid_labels(ctx, *bad_row());
+    if (ctx.device().is_cpu()) throw_if_invalid_labels(ctx, labels, *bad_row());
   }
 
   // [H + 1] on the device of the last compute: each task's loss, then the weighted total.
@@ -151,20 +178,40 @@ class MultiTaskLoss {
   // invalid (the value is read from the labels tensor, so read before refilling it).
   LossReport read(Context& ctx) const {
     CUMTL_REQUIRE(losses_.defined(), "MultiTaskLoss::read: nothing was computed yet");
-    const std::vector<std::int32_t> counts = counts_.to_vector<std::int32_t>(ctx);
-    const std::vector<std::int64_t> bad = bad_row_.to_vector<std::int64_t>(ctx);
-    throw_if_invalid_labels(ctx, static_cast<unsigned long long>(bad[0]));
-    LossReport report;
-    dispatch_floating(losses_.dtype(), "MultiTaskLoss::read", [&]<class T>() {
-      const std::vector<T> values = losses_.to_vector<T>(ctx);
-      report.task_losses.assign(values.begin(), values.end() - 1);
-      report.total = double(values.back());
-    });
-    for (std::size_t h = 0; h < heads_.size(); ++h) {
-      report.labels.push_back(counts[2 * h + kernels::LossCounts::labels]);
-      report.samples.push_back(counts[2 * h + kernels::LossCounts::samples]);
-    }
-    return report;
+    const Tensor losses = losses_.to(ctx, Device::cpu()), counts = counts_.to(ctx, Device::cpu()),
+                 bad_row = bad_row_.to(ctx, Device::cpu());
+    ctx.synchronize();
+    return report(ctx, losses, counts, bad_row, last_labels_);
+  }
+
+  // Enqueues on ctx's stream the copy of the last compute's result into
+  // `into`, which must not hold one, and returns without waiting: a training
+  // step reads its loss this way, so it never stops the host for the device.
+  void read_async(Context& ctx, LossReadback& into) const {
+    CUMTL_REQUIRE(losses_.defined(), "MultiTaskLoss::read_async: nothing was computed yet");
+    CUMTL_REQUIRE(!into.pending_, "MultiTaskLoss::read_async: the readback still holds an earlier result; ",
+                  "take it with read(ctx, readback) first");
+    detail::require_on_context(ctx, "MultiTaskLoss::read_async", "losses", losses_);
+    bind_readback(ctx, into);
+    const auto copy = [&](Tensor& to, const Tensor& from) {
+      detail::copy_bytes(ctx, to.raw_data(), Device::cpu(), from.raw_data(), from.device(), from.bytes());
+    };
+    copy(into.losses_, losses_);
+    copy(into.counts_, counts_);
+    copy(into.bad_row_, bad_row_);
+    if (into.landed_) into.landed_->record(ctx.stream());
+    into.labels_ = last_labels_;
+    into.pending_ = true;
+  }
+
+  // The result `from` holds, once its copies have landed: the host waits for
+  // them only if they have not yet. Empties `from`; throws as read(ctx) does.
+  LossReport read(Context& ctx, LossReadback& from) const {
+    CUMTL_REQUIRE(from.pending_, "MultiTaskLoss::read: the readback holds no result; read_async fills it");
+    from.pending_ = false;
+    const MultiTaskLabels labels = std::exchange(from.labels_, {});
+    if (from.landed_) from.landed_->synchronize();
+    return report(ctx, from.losses_, from.counts_, from.bad_row_, labels);
   }
 
  private:
@@ -241,15 +288,50 @@ class MultiTaskLoss {
     });
   }
 
+  // Host buffers like the device's, pinned on a GPU so the copies into them
+  // are asynchronous; made again only when the device or the type changes.
+  void bind_readback(Context& ctx, LossReadback& readback) const {
+    if (readback.losses_.defined() && readback.device_ == ctx.device() && readback.losses_.dtype() == losses_.dtype())
+      return;
+    const auto host_twin = [&](const Tensor& tensor) {
+      return ctx.device().is_cuda() ? Tensor::pinned(tensor.shape(), tensor.dtype())
+                                    : Tensor::empty(tensor.shape(), tensor.dtype());
+    };
+    readback.losses_ = host_twin(losses_);
+    readback.counts_ = host_twin(counts_);
+    readback.bad_row_ = host_twin(bad_row_);
+    readback.landed_ =
+        ctx.device().is_cuda() ? std::make_unique<detail::CudaEvent>(ctx.device().index()) : nullptr;
+    readback.device_ = ctx.device();
+  }
+
+  // A result from host copies of the loss's buffers.
+  LossReport report(Context& ctx, const Tensor& losses, const Tensor& counts, const Tensor& bad_row,
+                    const MultiTaskLabels& labels) const {
+    throw_if_invalid_labels(ctx, labels, static_cast<unsigned long long>(bad_row.data<std::int64_t>()[0]));
+    LossReport report;
+    dispatch_floating(losses.dtype(), "MultiTaskLoss::read", [&]<class T>() {
+      const T* values = losses.data<T>();
+      report.task_losses.assign(values, values + table_.count);
+      report.total = double(values[table_.count]);
+    });
+    const std::int32_t* count = counts.data<std::int32_t>();
+    for (std::size_t h = 0; h < heads_.size(); ++h) {
+      report.labels.push_back(count[2 * h + kernels::LossCounts::labels]);
+      report.samples.push_back(count[2 * h + kernels::LossCounts::samples]);
+    }
+    return report;
+  }
+
   unsigned long long* bad_row() {
     return reinterpret_cast<unsigned long long*>(bad_row_.data<std::int64_t>());
   }
 
-  void throw_if_invalid_labels(Context& ctx, unsigned long long first_bad_row) const {
+  void throw_if_invalid_labels(Context& ctx, const MultiTaskLabels& labels, unsigned long long first_bad_row) const {
     if (first_bad_row == kernels::no_bad_row) return;
     const std::int64_t row = std::int64_t(first_bad_row);
-    const std::vector<std::int32_t> classes = last_labels_.classes.slice(row, row + 1).to_vector<std::int32_t>(ctx);
-    const std::vector<std::int8_t> binary = last_labels_.binary.slice(row, row + 1).to_vector<std::int8_t>(ctx);
+    const std::vector<std::int32_t> classes = labels.classes.slice(row, row + 1).to_vector<std::int32_t>(ctx);
+    const std::vector<std::int8_t> binary = labels.binary.slice(row, row + 1).to_vector<std::int8_t>(ctx);
     for (std::size_t h = 0; h < heads_.size(); ++h) {
       const HeadSpec& head = heads_[h];
       const int column = table_.head[h].label_column;

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,6 +49,7 @@
 #include "cumtl/train/model_file.hpp"
 #include "cumtl/train/progress.hpp"
 #include "cumtl/train/report.hpp"
+#include "cumtl/train/step_losses.hpp"
 
 namespace cumtl::train {
 
@@ -78,6 +80,10 @@ struct TrainerOptions {
   // Stop with a checkpoint once the run reaches this step, as a stop request
   // would (for jobs in fixed time slots); < 0: never.
   std::int64_t pause_at_step = -1;
+  // Called with every training step's loss, in step order, once it has
+  // reached the host: a few steps after its own (the host does not wait for
+  // the GPU each step), and for every step before an epoch ends or the run stops.
+  std::function<void(const StepLoss&)> on_step_loss;
 };
 
 struct RunResult {
@@ -325,6 +331,17 @@ class Trainer {
     progress.start("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs_), last);
     const auto started = std::chrono::steady_clock::now();
     std::int64_t images = 0;
+    // A step's loss arrives a few steps after the step (StepLosses), so it is
+    // checked and counted then, under its own step number.
+    const auto count = [&](const StepLoss& done) {
+      CUMTL_REQUIRE(std::isfinite(done.loss), "the loss became ", done.loss, " at step ", done.step,
+                    ": lower the learning rate (--lr, now ", lr_, ")");
+      epoch_loss_sum_ += done.loss * double(done.images);
+      epoch_images_ += done.images;
+      images += done.images;
+      if (options_.on_step_loss) options_.on_step_loss(done);
+      if (!options_.quiet) progress.update(done.step - epoch * batches_per_epoch_ + 1 - first, images, done.loss);
+    };
     bool stopped = false;
     for (std::int64_t b = first; b < last; ++b) {
       if (stop.load() || step_ == options_.pause_at_step) {
@@ -337,17 +354,13 @@ class Trainer {
       Tensor dlogits = Tensor::empty(*ctx_, logits.shape(), logits.dtype());
       loss_.compute(*ctx_, LossMode::train, logits, batch->labels, dlogits);
       model_.backward(*ctx_, dlogits, GradientMode::overwrite);
-      const double lr = schedule_.lr(step_);
-      optimizer_->step(*ctx_, lr);
-      const double batch_loss = loss_.read(*ctx_).total;
-      CUMTL_REQUIRE(std::isfinite(batch_loss), "the loss became ", batch_loss, " at step ", step_,
-                    ": lower the learning rate (--lr, now ", lr_, ")");
-      epoch_loss_sum_ += batch_loss * double(batch->size);
-      epoch_images_ += std::int64_t(batch->size);
-      images += std::int64_t(batch->size);
+      optimizer_->step(*ctx_, schedule_.lr(step_));
+      const std::optional<StepLoss> due = step_losses_.push(*ctx_, loss_, step_, std::int64_t(batch->size));
       ++step_;
-      if (!options_.quiet) progress.update(b + 1 - first, images, batch_loss);
+      if (due) count(*due);
     }
+    // The epoch's record, a checkpoint and an evaluation all need every step counted.
+    while (const std::optional<StepLoss> done = step_losses_.take_oldest(*ctx_, loss_)) count(*done);
     if (!options_.quiet) progress.finish();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     train_seconds_ += seconds;
@@ -531,6 +544,7 @@ class Trainer {
   TrainingData data_;
   MultiHeadModel<float> model_;
   MultiTaskLoss loss_;
+  StepLosses step_losses_;
   std::optional<data::Loader> train_loader_;
   std::optional<optim::AnyOptimizer> optimizer_;
   optim::Schedule schedule_;
