@@ -1,5 +1,6 @@
 #pragma once
-// Elementwise kernels: fill, scale, axpy and add over contiguous arrays.
+// Elementwise kernels: fill, scale, axpy, add and the conversions to and from
+// the 2-byte types over contiguous arrays.
 //
 // Each moves one to three words per element and does at most one fused
 // multiply-add, so all that matters is reaching DRAM bandwidth: coalesced
@@ -11,6 +12,7 @@
 #include <cstdint>
 
 #include "cumtl/core/config.hpp"
+#include "cumtl/core/half.hpp"
 #include "cumtl/kernels/grid.cuh"
 
 namespace cumtl::kernels {
@@ -35,6 +37,18 @@ __global__ void axpy_kernel(std::int64_t count, T alpha, const T* __restrict__ x
 template <class T>
 __global__ void add_kernel(std::int64_t count, const T* a, const T* b, T* out) {
   CUMTL_GRID_STRIDE_LOOP(i, count) out[i] = a[i] + b[i];
+}
+
+// The CPU twins call the same functions (core/half.hpp), so both give the same
+// bits; a float64 input is rounded to float32 first, as PyTorch's conversion does.
+template <class T, class Half>
+__global__ void to_half_kernel(std::int64_t count, const T* __restrict__ x, Half* __restrict__ y) {
+  CUMTL_GRID_STRIDE_LOOP(i, count) y[i] = Half(float(x[i]));
+}
+
+template <class T, class Half>
+__global__ void from_half_kernel(std::int64_t count, const Half* __restrict__ x, T* __restrict__ y) {
+  CUMTL_GRID_STRIDE_LOOP(i, count) y[i] = T(float(x[i]));
 }
 
 #endif

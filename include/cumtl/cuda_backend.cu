@@ -43,6 +43,12 @@ class Operations final : public detail::CudaOperations<T> {
   void add(Context& ctx, std::int64_t count, const T* a, const T* b, T* out) override {
     cuda::add<T>(ctx, count, a, b, out);
   }
+  void to_half(Context& ctx, std::int64_t count, const T* x, ScalarType half, std::uint16_t* y) override {
+    cuda::to_half<T>(ctx, count, x, half, y);
+  }
+  void from_half(Context& ctx, std::int64_t count, ScalarType half, const std::uint16_t* x, T* y) override {
+    cuda::from_half<T>(ctx, count, half, x, y);
+  }
   void uniform(Context& ctx, T* out, std::int64_t count, std::uint64_t seed, std::uint64_t offset, T low,
                T high) override {
     cuda::uniform<T>(ctx, out, count, seed, offset, low, high);
@@ -284,8 +290,7 @@ class Backend final : public detail::CudaBackend {
                        ConvPointers pointers) {
     const ProfileRange range(name);
     const detail::DeviceGuard guard(ctx.device().index());
-    const ConvNumerics numerics{.allow_tf32 = ctx.numerics().allow_tf32,
-                                .deterministic = ctx.numerics().deterministic};
+    const ConvNumerics numerics{.allow_tf32 = ctx.numerics().allow_tf32, .deterministic = ctx.numerics().deterministic};
     execute_conv(ctx, cudnn_handle(ctx), direction, shape, numerics, ConvDataType::float32, pointers);
     if (sync_after_launch()) {
       if (const cudaError_t sync = cudaStreamSynchronize(ctx.stream()); sync != cudaSuccess)
@@ -339,9 +344,9 @@ class Backend final : public detail::CudaBackend {
   // device has left, and what cumtl's pool holds and keeps.
   static CudaError out_of_memory(std::size_t bytes, int device, cudaMemPool_t pool) {
     (void)cudaGetLastError();
-    std::string message = detail::concat("allocating ", bytes, " bytes (", detail::byte_count_text(bytes),
-                                         ") on cuda:", device, " failed: cudaErrorMemoryAllocation (",
-                                         cudaGetErrorString(cudaErrorMemoryAllocation), ")");
+    std::string message =
+        detail::concat("allocating ", bytes, " bytes (", detail::byte_count_text(bytes), ") on cuda:", device,
+                       " failed: cudaErrorMemoryAllocation (", cudaGetErrorString(cudaErrorMemoryAllocation), ")");
     // The queries are best effort: one that fails leaves its part out rather
     // than hide the out-of-memory behind an error of its own.
     const detail::DeviceGuard guard(device);
@@ -357,7 +362,8 @@ class Backend final : public detail::CudaBackend {
     std::string hint = "the GPU is out of memory: reduce the batch size or the input size";
     if (cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold) == cudaSuccess)
       hint += detail::concat(". The pool keeps up to ", detail::byte_count_text(threshold),
-                             " reserved for reuse after a synchronization; a lower ", detail::pool_release_threshold_variable,
+                             " reserved for reuse after a synchronization; a lower ",
+                             detail::pool_release_threshold_variable,
                              " (such as 50% or 8GiB) leaves more to cuDNN, cuBLAS and other processes");
     (void)cudaGetLastError();
     return CudaError(int(cudaErrorMemoryAllocation), std::move(message), __FILE__, __LINE__, std::move(hint));

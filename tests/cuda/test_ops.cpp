@@ -3,8 +3,10 @@
 // core seen from CUDA code (streams, handles, launch checks) is test_backend.cu.
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -112,6 +114,41 @@ TEST_SUITE("cuda") {
     CHECK_ERROR_WITH(host.to(cpu, Device::cuda(0)), "needs a context on cuda:0");
     CHECK_ERROR_WITH(device.to(Device::cpu()), "float32[4] on cuda:0", "call to(ctx, cpu)");
     CHECK_ERROR_WITH(device.to_vector<float>(), "call to_vector<T>(ctx)");
+  }
+
+  TEST_CASE("ops::convert to and from bf16 and f16 gives the CPU twin's bits") {
+    Context gpu(Device::cuda(0));
+    Context cpu;
+    // The same bytes in a GPU tensor and a CPU one.
+    const auto same_bytes = [&](const Tensor& on_gpu, const Tensor& on_cpu) {
+      const Tensor copy = on_gpu.to(gpu, Device::cpu());
+      gpu.synchronize();
+      return copy.bytes() == on_cpu.bytes() && std::memcmp(copy.raw_data(), on_cpu.raw_data(), copy.bytes()) == 0;
+    };
+    // Floats across the whole range, and the specials.
+    std::vector<float> values;
+    for (std::uint32_t i = 0; i < (1u << 20); ++i) values.push_back(std::bit_cast<float>(i * 4099u + (i >> 9)));
+    for (float special : {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 65504.0f, 65520.0f, 0x1p-24f, 0x1p-25f})
+      values.push_back(special);
+    const Tensor floats = Tensor::from_vector<float>(values, Shape{std::int64_t(values.size())});
+    for (ScalarType half : {ScalarType::bf16, ScalarType::f16}) {
+      CAPTURE(cumtl::name_of(half));
+      // Every 2-byte pattern, widened.
+      Tensor halves = Tensor::empty(Shape{65536}, half);
+      auto* bits = static_cast<std::uint16_t*>(halves.raw_data());
+      for (std::uint32_t i = 0; i < 65536; ++i) bits[i] = std::uint16_t(i);
+      Tensor widened_cpu = Tensor::empty(halves.shape(), ScalarType::f32),
+             widened_gpu = Tensor::empty(gpu, halves.shape(), ScalarType::f32);
+      cumtl::ops::convert(cpu, halves, widened_cpu);
+      cumtl::ops::convert(gpu, halves.to(gpu, gpu.device()), widened_gpu);
+      CHECK(same_bytes(widened_gpu, widened_cpu));
+
+      Tensor narrowed_cpu = Tensor::empty(floats.shape(), half),
+             narrowed_gpu = Tensor::empty(gpu, floats.shape(), half);
+      cumtl::ops::convert(cpu, floats, narrowed_cpu);
+      cumtl::ops::convert(gpu, floats.to(gpu, gpu.device()), narrowed_gpu);
+      CHECK(same_bytes(narrowed_gpu, narrowed_cpu));
+    }
   }
 
   TEST_CASE("a tensor another context's stream owns is copied after that stream's work, and freed after the copy") {

@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <initializer_list>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,6 +16,21 @@
 #include <cumtl/cumtl.hpp>
 
 namespace cumtl_test {
+
+// A fresh folder under the system's temporary folder, removed with everything in it at the end of the test.
+struct TemporaryFolder {
+  std::filesystem::path path;
+  TemporaryFolder() {
+    path = std::filesystem::temp_directory_path() / ("cumtl-test-" + std::to_string(std::random_device{}()));
+    std::filesystem::create_directories(path);
+  }
+  ~TemporaryFolder() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+  }
+  TemporaryFolder(const TemporaryFolder&) = delete;
+  TemporaryFolder& operator=(const TemporaryFolder&) = delete;
+};
 
 // The message of the cumtl::Error that `action` throws, or a text saying none was.
 template <class Action>

@@ -20,6 +20,7 @@
 #include <type_traits>
 
 #include "cumtl/core/conv_shape.hpp"
+#include "cumtl/core/dtype.hpp"
 #include "cumtl/core/error.hpp"
 #include "cumtl/core/modes.hpp"
 #include "cumtl/kernels/multitask_loss.cuh"
@@ -49,6 +50,8 @@ class CudaOperations {
   virtual void scale(Context& ctx, T* x, std::int64_t count, T alpha) = 0;
   virtual void axpy(Context& ctx, std::int64_t count, T alpha, const T* x, T* y) = 0;
   virtual void add(Context& ctx, std::int64_t count, const T* a, const T* b, T* out) = 0;
+  virtual void to_half(Context& ctx, std::int64_t count, const T* x, ScalarType half, std::uint16_t* y) = 0;
+  virtual void from_half(Context& ctx, std::int64_t count, ScalarType half, const std::uint16_t* x, T* y) = 0;
   // random
   virtual void uniform(Context& ctx, T* out, std::int64_t count, std::uint64_t seed, std::uint64_t offset, T low,
                        T high) = 0;

@@ -2,16 +2,19 @@
 // Scalar types a tensor can hold, chosen at run time and checked at every
 // typed access. Layers and kernels are templates on the scalar type; the
 // dispatch helpers below turn a run-time ScalarType into that template argument.
+// bf16 and f16 (cumtl::bfloat16_t, cumtl::float16_t, core/half.hpp) are
+// storage types: they convert to float to compute.
 
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
 #include "cumtl/core/error.hpp"
+#include "cumtl/core/half.hpp"
 
 namespace cumtl {
 
-enum class ScalarType : std::uint8_t { f32, f64, i32, i64, i8, u8 };
+enum class ScalarType : std::uint8_t { f32, f64, i32, i64, i8, u8, bf16, f16 };
 
 inline constexpr std::size_t size_of(ScalarType type) {
   switch (type) {
@@ -21,6 +24,8 @@ inline constexpr std::size_t size_of(ScalarType type) {
     case ScalarType::i64: return 8;
     case ScalarType::i8: return 1;
     case ScalarType::u8: return 1;
+    case ScalarType::bf16: return 2;
+    case ScalarType::f16: return 2;
   }
   return 0;
 }
@@ -34,6 +39,8 @@ inline constexpr std::string_view name_of(ScalarType type) {
     case ScalarType::i64: return "int64";
     case ScalarType::i8: return "int8";
     case ScalarType::u8: return "uint8";
+    case ScalarType::bf16: return "bfloat16";
+    case ScalarType::f16: return "float16";
   }
   return "unknown";
 }
@@ -42,7 +49,7 @@ template <class T>
 struct scalar_type_of {
   static_assert(sizeof(T) == 0,
                 "cumtl: this C++ type has no cumtl::ScalarType; use float, double, "
-                "std::int32_t, std::int64_t, std::int8_t or std::uint8_t");
+                "std::int32_t, std::int64_t, std::int8_t, std::uint8_t, cumtl::bfloat16_t or cumtl::float16_t");
 };
 template <>
 struct scalar_type_of<float> {
@@ -67,6 +74,15 @@ struct scalar_type_of<std::int8_t> {
 template <>
 struct scalar_type_of<std::uint8_t> {
   static constexpr ScalarType value = ScalarType::u8;
+};
+
+template <>
+struct scalar_type_of<bfloat16_t> {
+  static constexpr ScalarType value = ScalarType::bf16;
+};
+template <>
+struct scalar_type_of<float16_t> {
+  static constexpr ScalarType value = ScalarType::f16;
 };
 
 template <class T>

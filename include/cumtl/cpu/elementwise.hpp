@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "cumtl/core/context.hpp"
+#include "cumtl/core/dtype.hpp"
 
 namespace cumtl::cpu {
 
@@ -36,6 +37,28 @@ template <class T>
 void add(Context& ctx, std::int64_t count, const T* a, const T* b, T* out) {
   ctx.cpu_threads().run_ranges(count, elementwise_chunk, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t i = begin; i < end; ++i) out[i] = a[i] + b[i];
+  });
+}
+
+// `half` is ScalarType::bf16 or ScalarType::f16; the same conversions as the
+// kernels (core/half.hpp), a float64 input rounded to float32 first.
+template <class T>
+void to_half(Context& ctx, std::int64_t count, const T* x, ScalarType half, std::uint16_t* y) {
+  ctx.cpu_threads().run_ranges(count, elementwise_chunk, [&](std::int64_t begin, std::int64_t end) {
+    if (half == ScalarType::bf16)
+      for (std::int64_t i = begin; i < end; ++i) y[i] = bfloat16_t(float(x[i])).bits;
+    else
+      for (std::int64_t i = begin; i < end; ++i) y[i] = float16_t(float(x[i])).bits;
+  });
+}
+
+template <class T>
+void from_half(Context& ctx, std::int64_t count, ScalarType half, const std::uint16_t* x, T* y) {
+  ctx.cpu_threads().run_ranges(count, elementwise_chunk, [&](std::int64_t begin, std::int64_t end) {
+    if (half == ScalarType::bf16)
+      for (std::int64_t i = begin; i < end; ++i) y[i] = T(float(bfloat16_t::from_bits(x[i])));
+    else
+      for (std::int64_t i = begin; i < end; ++i) y[i] = T(float(float16_t::from_bits(x[i])));
   });
 }
 

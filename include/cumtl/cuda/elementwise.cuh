@@ -26,4 +26,25 @@ void add(Context& ctx, std::int64_t count, const T* a, const T* b, T* out) {
   launch_elementwise(ctx, "cumtl::add", kernels::add_kernel<T>, count, count, a, b, out);
 }
 
+// `half` is ScalarType::bf16 or ScalarType::f16 (the facade checks).
+template <class T>
+void to_half(Context& ctx, std::int64_t count, const T* x, ScalarType half, std::uint16_t* y) {
+  if (half == ScalarType::bf16)
+    launch_elementwise(ctx, "cumtl::to_half", kernels::to_half_kernel<T, bfloat16_t>, count, count, x,
+                       reinterpret_cast<bfloat16_t*>(y));
+  else
+    launch_elementwise(ctx, "cumtl::to_half", kernels::to_half_kernel<T, float16_t>, count, count, x,
+                       reinterpret_cast<float16_t*>(y));
+}
+
+template <class T>
+void from_half(Context& ctx, std::int64_t count, ScalarType half, const std::uint16_t* x, T* y) {
+  if (half == ScalarType::bf16)
+    launch_elementwise(ctx, "cumtl::from_half", kernels::from_half_kernel<T, bfloat16_t>, count, count,
+                       reinterpret_cast<const bfloat16_t*>(x), y);
+  else
+    launch_elementwise(ctx, "cumtl::from_half", kernels::from_half_kernel<T, float16_t>, count, count,
+                       reinterpret_cast<const float16_t*>(x), y);
+}
+
 }  // namespace cumtl::cuda

@@ -77,13 +77,15 @@ inline constexpr std::string_view safetensors_code(ScalarType type) {
     case ScalarType::i64: return "I64";
     case ScalarType::i8: return "I8";
     case ScalarType::u8: return "U8";
+    case ScalarType::bf16: return "BF16";
+    case ScalarType::f16: return "F16";
   }
   return "unknown";
 }
 
 inline std::optional<ScalarType> scalar_type_from_safetensors_code(std::string_view code) {
-  for (ScalarType type :
-       {ScalarType::f32, ScalarType::f64, ScalarType::i32, ScalarType::i64, ScalarType::i8, ScalarType::u8})
+  for (ScalarType type : {ScalarType::f32, ScalarType::f64, ScalarType::i32, ScalarType::i64, ScalarType::i8,
+                          ScalarType::u8, ScalarType::bf16, ScalarType::f16})
     if (safetensors_code(type) == code) return type;
   return std::nullopt;
 }
@@ -120,7 +122,8 @@ inline HeaderEntry parse_header_entry(const std::string& name, const nlohmann::j
   const nlohmann::json& code = entry["dtype"];
   CUMTL_REQUIRE(code.is_string(), where, ": dtype ", code.dump(), " is not a string");
   const std::optional<ScalarType> dtype = scalar_type_from_safetensors_code(code.get<std::string>());
-  CUMTL_REQUIRE(dtype.has_value(), where, ": unknown dtype ", code.dump(), " (cumtl reads F32, F64, I32, I64, I8, U8)");
+  CUMTL_REQUIRE(dtype.has_value(), where, ": unknown dtype ", code.dump(),
+                " (cumtl reads F32, F64, BF16, F16, I32, I64, I8, U8)");
 
   const nlohmann::json& shape_json = entry["shape"];
   CUMTL_REQUIRE(shape_json.is_array() && shape_json.size() <= std::size_t(Shape::max_rank), where, ": shape ",

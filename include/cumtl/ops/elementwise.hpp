@@ -6,9 +6,14 @@
 //   scale(ctx, x, alpha)      x[i] = alpha * x[i]
 //   axpy(ctx, alpha, x, y)    y[i] = alpha * x[i] + y[i]
 //   add(ctx, a, b, out)       out[i] = a[i] + b[i]; out may be a or b
+//   convert(ctx, from, to)    to[i] = from[i] in to's scalar type: float32 or
+//                             float64 to and from bfloat16 or float16
+//                             (core/half.hpp: round to nearest even; a float64
+//                             goes through float32, as in PyTorch), or a copy
+//                             when the types are the same
 //
-// Requires: tensors defined, alike in scalar type and shape, and (but for copy)
-// on ctx's device. The work is enqueued on ctx's stream.
+// Requires: tensors defined, alike in scalar type (but for convert) and shape,
+// and (but for copy) on ctx's device. The work is enqueued on ctx's stream.
 
 #include "cumtl/cpu/elementwise.hpp"
 #include "cumtl/ops/dispatch.hpp"
@@ -51,6 +56,30 @@ inline void add(Context& ctx, const Tensor& a, const Tensor& b, Tensor& out) {
   dispatch_floating(out.dtype(), "ops::add", [&]<class T>() {
     CUMTL_DISPATCH(ctx, T, add, ctx, out.numel(), a.data<T>(), b.data<T>(), out.data<T>());
   });
+}
+
+inline void convert(Context& ctx, const Tensor& from, Tensor& to) {
+  detail::require_on_context(ctx, "ops::convert", {{"from", from}, {"to", to}});
+  CUMTL_REQUIRE(from.shape() == to.shape(), "ops::convert: 'from' is ", from.description(), " but 'to' is ",
+                to.description());
+  if (from.dtype() == to.dtype()) {
+    detail::copy_bytes(ctx, to.raw_data(), to.device(), from.raw_data(), from.device(), from.bytes());
+    return;
+  }
+  const auto is_half = [](ScalarType type) { return type == ScalarType::bf16 || type == ScalarType::f16; };
+  CUMTL_REQUIRE(is_half(from.dtype()) != is_half(to.dtype()), "ops::convert: from ", name_of(from.dtype()), " to ",
+                name_of(to.dtype()), " is not offered; convert through float32");
+  if (is_half(to.dtype())) {
+    dispatch_floating(from.dtype(), "ops::convert", [&]<class T>() {
+      CUMTL_DISPATCH(ctx, T, to_half, ctx, from.numel(), from.data<T>(), to.dtype(),
+                     static_cast<std::uint16_t*>(to.raw_data()));
+    });
+  } else {
+    dispatch_floating(to.dtype(), "ops::convert", [&]<class T>() {
+      CUMTL_DISPATCH(ctx, T, from_half, ctx, from.numel(), from.dtype(),
+                     static_cast<const std::uint16_t*>(from.raw_data()), to.data<T>());
+    });
+  }
 }
 
 }  // namespace cumtl::ops
