@@ -28,6 +28,7 @@
 #include "cumtl/core/tensor.hpp"
 #include "cumtl/cpu/multitask_loss.hpp"
 #include "cumtl/ops/dispatch.hpp"
+#include "cumtl/ops/elementwise.hpp"
 
 namespace cumtl {
 
@@ -193,12 +194,9 @@ class MultiTaskLoss {
                   "take it with read(ctx, readback) first");
     detail::require_on_context(ctx, "MultiTaskLoss::read_async", "losses", losses_);
     bind_readback(ctx, into);
-    const auto copy = [&](Tensor& to, const Tensor& from) {
-      detail::copy_bytes(ctx, to.raw_data(), Device::cpu(), from.raw_data(), from.device(), from.bytes());
-    };
-    copy(into.losses_, losses_);
-    copy(into.counts_, counts_);
-    copy(into.bad_row_, bad_row_);
+    ops::copy(ctx, into.losses_, losses_);
+    ops::copy(ctx, into.counts_, counts_);
+    ops::copy(ctx, into.bad_row_, bad_row_);
     if (into.landed_) into.landed_->record(ctx.stream());
     into.labels_ = last_labels_;
     into.pending_ = true;

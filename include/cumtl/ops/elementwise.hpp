@@ -63,7 +63,7 @@ inline void convert(Context& ctx, const Tensor& from, Tensor& to) {
   CUMTL_REQUIRE(from.shape() == to.shape(), "ops::convert: 'from' is ", from.description(), " but 'to' is ",
                 to.description());
   if (from.dtype() == to.dtype()) {
-    detail::copy_bytes(ctx, to.raw_data(), to.device(), from.raw_data(), from.device(), from.bytes());
+    copy(ctx, to, from);
     return;
   }
   const auto is_half = [](ScalarType type) { return type == ScalarType::bf16 || type == ScalarType::f16; };
