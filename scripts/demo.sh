@@ -21,7 +21,7 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCUMTL_BUILD_TESTS=OFF -DCUMTL_BUILD_BENCHMARKS=OFF -DCUMTL_NATIVE_CPU=ON > "$configure_log" 2>&1 ||
   { cat "$configure_log"; exit 1; }
 grep -m1 "cumtl: CUDA backend" "$configure_log" || true
-cmake --build "$build" --target cumtl-train cumtl-predict cumtl-synth
+cmake --build "$build" --target cumtl-train cumtl-predict cumtl-synth cumtl-compound
 
 echo "=== train: $run"
 mkdir -p "$root/runs"
