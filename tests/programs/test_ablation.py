@@ -79,6 +79,9 @@ class Tables(unittest.TestCase):
         tables, numbers = ablation.summarize(made_up_records(self.config, 3), self.config, 3)
         self.assertEqual(len(numbers["cells"]), 4 * 3 + 1)
         self.assertIn("| single-au | – |", tables)
+        # Joint − single-au for each AU test split, budget and joint scheme.
+        self.assertEqual(len(numbers["au"]), 2 * len(self.config["budgets"]) * len(ablation.JOINT))
+        self.assertTrue(all(abs(p["mean"]) < 1e-12 for p in numbers["au"]))
         selective = [p for p in numbers["paired"]
                      if p["metric"] == "emotion_accuracy" and p["a"] == "selective" and p["b"] == "single-emotion"]
         self.assertEqual([p["budget"] for p in selective], [100, 400, 1600])
