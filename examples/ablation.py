@@ -11,9 +11,9 @@ labelled faces (the RAF-DB-like domain, the first `budget` of its faces) and,
 in the joint schemes, A AU-labelled faces besides (the EmotioNet-like domain,
 always its full size): single-emotion trains on batches of E, single-au on
 batches of A, and selective, alternating and naive on batches of E + A. So a
-joint scheme sees exactly the emotion faces single-emotion sees, plus AU
-faces, and any difference in emotion accuracy comes from the AU data and how
-the scheme uses it.
+joint scheme sees as many emotion faces, from the same pool, as single-emotion
+and as many AU faces as single-au, and any difference comes from the other
+task's data and how the scheme uses it.
 
   single-emotion  the emotion head alone, on the emotion domain
   single-au       the AU head alone, on the AU domain (the AU reference)
@@ -32,8 +32,9 @@ cores/jobs threads each with the same results. The trunks of the full-budget
 runs are scored on compound expressions with cumtl-compound.
 
 Hyperparameters were chosen with --tune on validation faces (the generator's
-faces under synthetic-face seed 1, for training and scoring: no face of the
-test set, nor any face of seed 0, is used), never on the test faces.
+faces under synthetic-face seed 1, for training and scoring), never on the
+test faces: no emotion test face takes part, and the held-out AU test faces
+(EmotioNet-like faces of seed 1) are trained on there but never scored.
 
 Needs cumtl-train and cumtl-compound (scripts/demo.sh builds them into
 build/release/examples; or pass --bin). Python 3 standard library only.
