@@ -43,6 +43,7 @@ struct Options {
   std::int64_t batch = 32;
   int steps = 10, warmup = 3;
   std::string device = "auto";
+  std::string precision = "auto";
   std::string optimizer = "sgd";
   bool loader = false, json = false, deterministic = false;
   std::string check_out;
@@ -134,10 +135,9 @@ void write_check(Context& ctx, MultiHeadModel<float>& model, const train::ModelD
 int run(const Options& o) {
   const Device device = train::choose_device(o.device);
   Context& ctx = Context::default_for(device);
-  if (o.deterministic) {
-    ctx.numerics().deterministic = true;
-    ctx.numerics().allow_tf32 = false;
-  }
+  const Precision precision = choose_precision(o.precision, device, o.deterministic);
+  apply_math_mode(precision, ctx.numerics());
+  ctx.numerics().deterministic = o.deterministic;
   train::TrainConfig heads_config;
   const std::vector<HeadSpec> heads = train::head_specs(heads_config);
   const train::ModelDescription description{trunk_of(o), heads, o.size, ops::imagenet_mean, ops::imagenet_std, {}};
@@ -213,7 +213,8 @@ int run(const Options& o) {
       {"steps", o.steps},
       {"optimizer", o.optimizer},
       {"data", o.loader ? "loader" : "tensors"},
-      {"tf32", device.is_cuda() && ctx.numerics().allow_tf32},
+      {"precision", std::string(precision.name)},
+      {"tf32", precision.math == MathMode::tf32},
       {"train_images_per_second", double(o.batch) / median(train_seconds)},
       {"inference_images_per_second", double(o.batch) / median(inference_seconds)},
       {"train_step_ms_median", 1e3 * median(train_seconds)},
@@ -248,7 +249,12 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"sgd", "adamw"}));
   app.add_flag("--loader", o.loader, "Feed synthetic faces through the data loader (decode and augmentation included)");
-  app.add_flag("--deterministic", o.deterministic, "No TF32, deterministic cuDNN engines");
+  app.add_option("--precision", o.precision,
+                 "auto (tf32 on a GPU, fp32 on the CPU and with --deterministic), fp32 or tf32")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "fp32", "tf32"}));
+  app.add_flag("--deterministic", o.deterministic,
+               "Deterministic cuDNN engines; fp32 unless --precision says otherwise");
   app.add_flag("--json", o.json, "Print one JSON object");
   app.add_option("--check-out", o.check_out,
                  "Write model.json, weights.safetensors and one batch's logits, loss and gradients here, then exit");

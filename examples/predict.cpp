@@ -2,7 +2,8 @@
 // one JSON line per image: the file, the emotion probabilities, each AU's
 // probability and, when the model has that head, the compound expression's.
 //
-//   cumtl-predict --run runs/demo [--device auto|cpu|cuda] [--batch N] [--strict] PATH...
+//   cumtl-predict --run runs/demo [--device auto|cpu|cuda] [--precision auto|fp32|tf32] [--batch N] [--strict]
+//                 PATH...
 //
 // A PATH is an image (JPEG, PNG, BMP) or a folder, searched recursively for
 // images in name order. An unreadable image is reported on stderr and skipped
@@ -96,19 +97,24 @@ std::string top_name(const nlohmann::json& probabilities) {
 int main(int argc, char** argv) {
   keep_freed_memory_for_reuse();
   CLI::App app("Predicts emotions, Action Units and compound expressions with a trained run's model.", "cumtl-predict");
-  std::string run, device = "auto";
+  std::string run, device = "auto", precision = "auto";
   std::vector<std::string> paths;
   std::int64_t batch_size = 32;
   bool strict = false;
   app.add_option("--run", run, "Run folder holding model.json and weights.safetensors")->required();
   app.add_option("--device", device, "auto (the GPU if there is one), cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--precision", precision, "auto (tf32 on a GPU, fp32 on the CPU), fp32 or tf32 (GPU only)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "fp32", "tf32"}));
   app.add_option("--batch", batch_size, "Images per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_flag("--strict", strict, "Stop at the first unreadable image instead of skipping it");
   app.add_option("paths", paths, "Images or folders of images")->required();
   if (const std::optional<int> status = parse_command_line(app, argc, argv)) return *status;
 
   try {
-    cumtl::Context& ctx = cumtl::Context::default_for(train::choose_device(device));
+    const cumtl::Device chosen = train::choose_device(device);
+    cumtl::Context& ctx = cumtl::Context::default_for(chosen);
+    cumtl::apply_math_mode(cumtl::choose_precision(precision, chosen), ctx.numerics());
     train::RunModel network(ctx, run);
     const train::ModelDescription& description = network.description();
     const cumtl::MultiTaskLoss layout(description.heads);  // where each head's logits are

@@ -190,7 +190,13 @@ int main(int argc, char** argv) {
   app.add_option("--device", c.device, "auto (the GPU if there is one), cpu, cuda or cuda:N")
       ->capture_default_str()
       ->group(run_group);
-  app.add_flag("--deterministic", c.deterministic, "Bit-reproducible GPU runs (no TF32, deterministic cuDNN engines)")
+  app.add_option("--precision", c.precision,
+                 "auto (tf32 on a GPU, fp32 on the CPU and with --deterministic), fp32 or tf32 (GPU only)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "fp32", "tf32"}))
+      ->group(run_group);
+  app.add_flag("--deterministic", c.deterministic,
+               "Bit-reproducible GPU runs (deterministic cuDNN engines; fp32 unless --precision says otherwise)")
       ->group(run_group);
   app.add_option("--loader-threads", c.loader_threads, "Decode threads (0: all cores but one)")
       ->capture_default_str()

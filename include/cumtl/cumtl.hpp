@@ -10,6 +10,7 @@
 #include "cumtl/core/error.hpp"
 #include "cumtl/core/memory.hpp"
 #include "cumtl/core/modes.hpp"
+#include "cumtl/core/precision.hpp"
 #include "cumtl/core/random.hpp"
 #include "cumtl/core/shape.hpp"
 #include "cumtl/core/tensor.hpp"

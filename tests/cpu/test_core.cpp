@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <cumtl/core/device_pool.hpp>
+#include <cumtl/core/precision.hpp>
 
 #include "../support/testing.hpp"
 
@@ -301,6 +302,49 @@ TEST_SUITE("core") {
     CHECK(byte_count_text(std::uint64_t(80) << 30) == "80.0 GiB");
     CHECK(byte_count_text(std::uint64_t(1) << 50) == "1.0 PiB");
     CHECK(byte_count_text(UINT64_MAX) == "16.0 EiB");
+  }
+
+  TEST_CASE("precision: names, the types they stand for, and what a device can run") {
+    using cumtl::choose_precision;
+    using cumtl::MathMode;
+    using cumtl::parse_precision;
+    for (const cumtl::Precision& precision : cumtl::precisions) {
+      CAPTURE(precision.name);
+      CHECK(parse_precision(precision.name) == precision);
+      CHECK(precision.master == ScalarType::f32);  // master weights and gradients are fp32 in every precision
+    }
+    CHECK(parse_precision("tf32").activations == ScalarType::f32);
+    CHECK(parse_precision("tf32").math == MathMode::tf32);
+    CHECK(parse_precision("fp32").math == MathMode::fp32);
+    CHECK(parse_precision("bf16").activations == ScalarType::bf16);
+    CHECK(parse_precision("fp16").activations == ScalarType::f16);
+    CHECK(parse_precision("bf16").mixed());
+    CHECK_FALSE(parse_precision("tf32").mixed());
+    CHECK_ERROR_WITH(parse_precision("fp8"), "not a precision: 'fp8'", "auto, fp32, tf32, bf16 or fp16");
+    CHECK_ERROR_WITH(parse_precision("auto"), "not a precision: 'auto'");
+
+    const Device gpu = Device::cuda(0);  // a Device names a GPU without touching one
+    CHECK(choose_precision("auto", Device::cpu()) == cumtl::precision_fp32);
+    CHECK(choose_precision("auto", gpu) == cumtl::precision_tf32);
+    CHECK(choose_precision("auto", gpu, /*deterministic=*/true) == cumtl::precision_fp32);
+    CHECK(choose_precision("tf32", gpu, /*deterministic=*/true) == cumtl::precision_tf32);
+    CHECK(choose_precision("fp32", gpu) == cumtl::precision_fp32);
+    CHECK(choose_precision("fp32", Device::cpu()) == cumtl::precision_fp32);
+    CHECK_ERROR_WITH(choose_precision("tf32", Device::cpu()), "precision tf32 is a GPU math mode", "cpu");
+    CHECK_ERROR_WITH(choose_precision("bf16", gpu), "precision bf16", "float32 activations only");
+    CHECK_ERROR_WITH(choose_precision("fp16", Device::cpu()), "precision fp16", "float32 activations only");
+    CHECK_ERROR_WITH(choose_precision("half", gpu), "not a precision: 'half'");
+  }
+
+  TEST_CASE("precision: the math mode reaches a context's numerics") {
+    cumtl::NumericsPolicy numerics;
+    cumtl::apply_math_mode(cumtl::precision_fp32, numerics);
+    CHECK_FALSE(numerics.allow_tf32);
+    cumtl::apply_math_mode(cumtl::precision_tf32, numerics);
+    CHECK(numerics.allow_tf32);
+    numerics.deterministic = true;
+    cumtl::apply_math_mode(cumtl::precision_fp32, numerics);
+    CHECK(numerics.deterministic);  // the math mode leaves determinism alone
   }
 
 }  // TEST_SUITE

@@ -73,9 +73,14 @@ TEST_CASE("train: the configuration survives a JSON round trip") {
   c.lr = 0.125;
   c.seed = 12345678901234ull;
   c.synth_compound_fraction = 0.5;
+  c.precision = "fp32";
   const nlohmann::json once = train::to_json(c);
   CHECK(train::to_json(train::config_from_json(once)) == once);
   CHECK(train::config_from_json(once).scheme == train::Scheme::alternating);
+  CHECK(train::config_from_json(once).precision == "fp32");
+  nlohmann::json older = once;  // a checkpoint from before the precision existed ran what auto means
+  older.erase("precision");
+  CHECK(train::config_from_json(older).precision == "auto");
 
   nlohmann::json wrong = once;
   wrong["batch"] = "sixteen";
@@ -136,6 +141,16 @@ TEST_CASE("train: --augment names the training transform") {
   CHECK_ERROR_WITH(train::augmentation(c, 24), "unknown --augment 'heavy'");
   const fs::path folder = fresh_folder("bad_augment");
   CHECK_ERROR_WITH(train::Trainer(c, quiet_in(folder)), "unknown --augment 'heavy'");
+  CHECK_FALSE(fs::exists(folder));
+}
+
+TEST_CASE("train: a precision the device cannot run is refused before anything is written") {
+  train::TrainConfig c = cumtl_test::tiny_train_config();
+  const fs::path folder = fresh_folder("bad_precision");
+  c.precision = "tf32";
+  CHECK_ERROR_WITH(train::Trainer(c, quiet_in(folder)), "precision tf32 is a GPU math mode");
+  c.precision = "bf16";
+  CHECK_ERROR_WITH(train::Trainer(c, quiet_in(folder)), "precision bf16", "float32 activations only");
   CHECK_FALSE(fs::exists(folder));
 }
 

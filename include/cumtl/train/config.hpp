@@ -105,7 +105,8 @@ struct TrainConfig {
   std::int64_t steps = 0;  // > 0: train exactly this many steps (epochs then only pace evaluation)
   std::int64_t batch = 64;
   std::uint64_t seed = 0;
-  std::string device = "auto";  // auto, cpu, cuda, cuda:N
+  std::string device = "auto";     // auto, cpu, cuda, cuda:N
+  std::string precision = "auto";  // auto, fp32, tf32, bf16, fp16 (core/precision.hpp)
   bool deterministic = false;
   std::int64_t loader_threads = 0;
   std::int64_t keep_checkpoints = 2;
@@ -160,6 +161,7 @@ inline nlohmann::json to_json(const TrainConfig& c) {
       {"batch", c.batch},
       {"seed", c.seed},
       {"device", c.device},
+      {"precision", c.precision},
       {"deterministic", c.deterministic},
       {"loader_threads", c.loader_threads},
       {"keep_checkpoints", c.keep_checkpoints},
@@ -231,6 +233,7 @@ inline TrainConfig config_from_json(const nlohmann::json& j) {
   read("batch", c.batch);
   read("seed", c.seed);
   read("device", c.device);
+  read("precision", c.precision);
   read("deterministic", c.deterministic);
   read("loader_threads", c.loader_threads);
   read("keep_checkpoints", c.keep_checkpoints);

@@ -6,7 +6,7 @@
 //   model.json            the architecture, heads and input (train/model_file.hpp)
 //   weights.safetensors   the weights under PyTorch's names and layout (io/checkpoint.hpp)
 //   metrics.jsonl         one JSON object per epoch: epoch, step, train_loss, lr, the test metrics
-//   summary.json          the final metrics, device, train_seconds, images_per_second
+//   summary.json          the final metrics, device, precision, train_seconds, images_per_second
 //   report.html           curves, per-AU F1 and the confusion matrix as inline SVG
 //   checkpoints/          step-<N>.safetensors: the last few, for --resume
 // Those four final files are written only after the last epoch, each
@@ -38,6 +38,7 @@
 
 #include "cumtl/core/context.hpp"
 #include "cumtl/core/device.hpp"
+#include "cumtl/core/precision.hpp"
 #include "cumtl/data/loader.hpp"
 #include "cumtl/io/checkpoint.hpp"
 #include "cumtl/models/multi_head.hpp"
@@ -141,6 +142,7 @@ class Trainer {
       : config_(std::move(config)),
         options_(std::move(options)),
         device_(choose_device(config_.device)),
+        precision_(choose_precision(config_.precision, device_, config_.deterministic)),
         ctx_(&Context::default_for(device_)),
         spec_(trunk_spec(config_, device_.is_cuda())),
         image_size_(train::image_size(config_, spec_)),
@@ -153,10 +155,8 @@ class Trainer {
     CUMTL_REQUIRE(config_.keep_checkpoints >= 1, "--keep-checkpoints must be at least 1");
     CUMTL_REQUIRE(config_.loader_threads >= 0, "--loader-threads must be >= 0");
     CUMTL_REQUIRE(config_.eval_every >= 0, "--eval-every must be >= 0");
-    if (config_.deterministic) {
-      ctx_->numerics().deterministic = true;
-      ctx_->numerics().allow_tf32 = false;
-    }
+    apply_math_mode(precision_, ctx_->numerics());
+    ctx_->numerics().deterministic = config_.deterministic;
     const auto scheme = config_.scheme == Scheme::alternating ? data::MultiDomainSampler::Scheme::alternating
                                                               : data::MultiDomainSampler::Scheme::mixed;
     const std::optional<data::AugmentOptions> augmentation = train::augmentation(config_, image_size_);
@@ -475,6 +475,7 @@ class Trainer {
       for (const auto& [key, value] : history_.back().items())
         if (key != "epoch" && key != "lr") summary[key] = value;
     summary["device"] = device_description(device_);
+    summary["precision"] = std::string(precision_.name);
     summary["train_seconds"] = train_seconds_;
     summary["images_per_second"] = train_seconds_ > 0 ? double(images_trained_) / train_seconds_ : 0.0;
     summary["eval_seconds"] = eval_seconds_;
@@ -502,6 +503,7 @@ class Trainer {
     for (const HeadSpec& head : heads_) head_names += (head_names.empty() ? "" : ", ") + head.name;
     report.settings = {
         {"device", device_description(device_)},
+        {"precision", std::string(precision_.name)},
         {"model", model_name(config_, device_.is_cuda())},
         {"input", std::to_string(image_size_) + " px"},
         {"heads", head_names},
@@ -537,6 +539,7 @@ class Trainer {
   TrainConfig config_;
   TrainerOptions options_;
   Device device_;
+  Precision precision_;
   Context* ctx_;
   ResNetSpec spec_;
   int image_size_;
