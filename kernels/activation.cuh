@@ -23,21 +23,23 @@
 #include <cstdint>
 
 #include "cumtl/core/config.hpp"
+#include "cumtl/core/half.hpp"
 #include "cumtl/kernels/grid.cuh"
 #include "cumtl/kernels/random.cuh"
 
 namespace cumtl::kernels {
 
 // `x < 0 ? 0 : x` rather than `x > 0 ? x : 0`: a NaN propagates, as in PyTorch.
+// The selects return their inputs unchanged, so a 2-byte T needs no rounding.
 template <class T>
 CUMTL_HOST_DEVICE inline T relu_forward_element(T x) {
-  return x < T(0) ? T(0) : x;
+  return compute_t<T>(x) < compute_t<T>(0) ? T(compute_t<T>(0)) : x;
 }
 
 // dy·[y > 0] as a select, so that an infinite or NaN dy where y ≤ 0 still gives 0.
 template <class T>
 CUMTL_HOST_DEVICE inline T relu_backward_element(T dy, T y) {
-  return y > T(0) ? dy : T(0);
+  return compute_t<T>(y) > compute_t<T>(0) ? dy : T(compute_t<T>(0));
 }
 
 // Whether dropout keeps the element that uses counter `index`. The uniform is
@@ -47,10 +49,13 @@ CUMTL_HOST_DEVICE inline bool dropout_keeps(std::uint64_t seed, std::uint64_t in
   return uniform_element(seed, index, 0.0, 1.0) >= p;
 }
 
-// Forward (x → y) and backward (dy → dx) alike: kept elements times 1/(1 − p), the others 0.
+// Forward (x → y) and backward (dy → dx) alike: kept elements times 1/(1 − p),
+// the others 0. The scale is in the compute type, so a 2-byte x is multiplied
+// by float's 1/(1 − p), not by one rounded to 8 or 11 bits.
 template <class T>
-CUMTL_HOST_DEVICE inline T dropout_element(T x, std::uint64_t seed, std::uint64_t index, double p, T scale) {
-  return dropout_keeps(seed, index, p) ? x * scale : T(0);
+CUMTL_HOST_DEVICE inline T dropout_element(T x, std::uint64_t seed, std::uint64_t index, double p,
+                                           compute_t<T> scale) {
+  return dropout_keeps(seed, index, p) ? T(compute_t<T>(x) * scale) : T(compute_t<T>(0));
 }
 
 #if defined(__CUDACC__)
@@ -68,8 +73,8 @@ __global__ void relu_backward_kernel(std::int64_t count, const T* dy, const T* y
 
 // y may be x (in place).
 template <class T>
-__global__ void dropout_kernel(std::int64_t count, std::uint64_t seed, std::uint64_t offset, double p, T scale,
-                               const T* x, T* y) {
+__global__ void dropout_kernel(std::int64_t count, std::uint64_t seed, std::uint64_t offset, double p,
+                               compute_t<T> scale, const T* x, T* y) {
   CUMTL_GRID_STRIDE_LOOP(i, count) y[i] = dropout_element(x[i], seed, offset + std::uint64_t(i), p, scale);
 }
 #endif

@@ -17,6 +17,12 @@
 
 namespace cumtl::kernels {
 
+// One rounding for a 2-byte T (core/half.hpp: compute_t), none otherwise.
+template <class T>
+CUMTL_HOST_DEVICE inline T add_element(T a, T b) {
+  return T(compute_t<T>(a) + compute_t<T>(b));
+}
+
 #if defined(__CUDACC__)
 template <class T>
 __global__ void fill_kernel(T* out, std::int64_t count, T value) {
@@ -36,7 +42,7 @@ __global__ void axpy_kernel(std::int64_t count, T alpha, const T* __restrict__ x
 // out may alias a or b (an in-place add), so no __restrict__ here.
 template <class T>
 __global__ void add_kernel(std::int64_t count, const T* a, const T* b, T* out) {
-  CUMTL_GRID_STRIDE_LOOP(i, count) out[i] = a[i] + b[i];
+  CUMTL_GRID_STRIDE_LOOP(i, count) out[i] = add_element(a[i], b[i]);
 }
 
 // The CPU twins call the same functions (core/half.hpp), so both give the same

@@ -32,6 +32,24 @@ namespace cumtl::cuda {
 namespace {
 
 // Each operation calls its launcher in cuda/ with the same arguments.
+template <class Half>
+class HalfOperations final : public detail::CudaHalfOperations<Half> {
+ public:
+  void add(Context& ctx, std::int64_t count, const Half* a, const Half* b, Half* out) override {
+    cuda::add<Half>(ctx, count, a, b, out);
+  }
+  void relu_forward(Context& ctx, std::int64_t count, const Half* x, Half* y) override {
+    cuda::relu_forward<Half>(ctx, count, x, y);
+  }
+  void relu_backward(Context& ctx, std::int64_t count, const Half* dy, const Half* y, Half* dx) override {
+    cuda::relu_backward<Half>(ctx, count, dy, y, dx);
+  }
+  void dropout(Context& ctx, std::int64_t count, std::uint64_t seed, std::uint64_t offset, double p, float scale,
+               const Half* x, Half* y) override {
+    cuda::dropout<Half>(ctx, count, seed, offset, p, scale, x, y);
+  }
+};
+
 template <class T>
 class Operations final : public detail::CudaOperations<T> {
  public:
@@ -263,6 +281,8 @@ class Backend final : public detail::CudaBackend {
 
   detail::CudaOperations<float>& float_operations() override { return float_operations_; }
   detail::CudaOperations<double>& double_operations() override { return double_operations_; }
+  detail::CudaHalfOperations<bfloat16_t>& bfloat16_operations() override { return bfloat16_operations_; }
+  detail::CudaHalfOperations<float16_t>& float16_operations() override { return float16_operations_; }
 
   void conv_forward(Context& ctx, const ConvShape& shape, const float* x, const float* w, float* y) override {
     convolve(ctx, "cumtl::conv_forward", ConvDirection::forward, shape, {x, w, y});
@@ -371,6 +391,8 @@ class Backend final : public detail::CudaBackend {
 
   Operations<float> float_operations_;
   Operations<double> double_operations_;
+  HalfOperations<bfloat16_t> bfloat16_operations_;
+  HalfOperations<float16_t> float16_operations_;
 };
 
 // Never destroyed: contexts and tensors that outlive static destruction (the

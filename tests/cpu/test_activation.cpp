@@ -1,6 +1,7 @@
 // ReLU and dropout on the CPU: results against their formulas, the dropout
 // mask's statistics and reproducibility, finite-difference gradients in double,
 // and the contract errors.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -237,8 +238,8 @@ TEST_SUITE("activation") {
     Tensor undefined;
     CHECK_ERROR_WITH(cumtl::ops::relu_forward(ctx, a, undefined), "ops::relu_forward", "'y' is undefined");
     Tensor integers = Tensor::zeros(Shape{4}, ScalarType::i32);
-    CHECK_ERROR_WITH(cumtl::ops::relu_forward(ctx, integers, integers), "ops::relu_forward", "float32 or float64",
-                     "int32");
+    CHECK_ERROR_WITH(cumtl::ops::relu_forward(ctx, integers, integers), "ops::relu_forward",
+                     "float32, float64, bfloat16 or float16", "int32");
 
     Generator generator(3);
     CHECK_ERROR_WITH(cumtl::ops::dropout_forward(ctx, a, 0.5, generator, b), "ops::dropout_forward",
@@ -248,12 +249,94 @@ TEST_SUITE("activation") {
       CHECK_ERROR_WITH(cumtl::ops::dropout_forward(ctx, a, p, generator, d), "ops::dropout_forward", "[0, 1)");
     }
     CHECK_ERROR_WITH(cumtl::ops::dropout_forward(ctx, integers, 0.5, generator, integers), "ops::dropout_forward",
-                     "float32 or float64");
+                     "float32, float64, bfloat16 or float16");
     CHECK(generator.offset() == 0);  // a refused call takes no counters
     CHECK_ERROR_WITH(cumtl::ops::dropout_backward(ctx, a, DropoutMask{.seed = 1, .offset = 0, .p = 1.0}, d),
                      "ops::dropout_backward", "[0, 1)", "got 1");
     CHECK_ERROR_WITH(cumtl::ops::dropout_backward(ctx, a, DropoutMask{}, b), "ops::dropout_backward",
                      "'dy' is float32[2, 3]", "'dx' is float32[3, 2]");
+  }
+
+  // The 2-byte twins against the fp32 twins on the same (rounded) inputs. The
+  // rounding points: ReLU selects an input, so it is exact; dropout computes
+  // x·1/(1 − p) in float and add a + b in float, then round once to the half
+  // type. So each half result must be, bit for bit, the fp32 twin's result
+  // rounded to nearest even — no error bound is needed beyond that one rounding.
+  TEST_CASE_TEMPLATE("activation: bf16 and f16 twins are the fp32 twins rounded once", Half, cumtl::bfloat16_t,
+                     cumtl::float16_t) {
+    Context ctx;
+    const ScalarType half = cumtl::scalar_type_v<Half>;
+    const Shape shape{3, 9, 11, 5};
+    // Inputs wider than ±2 reach f16's coarser steps; the NaN and infinities check that specials pass as in fp32.
+    Tensor x = cumtl_test::random_tensor<Half>(shape, 21, -300, 300), dy = cumtl_test::random_tensor<Half>(shape, 22);
+    {
+      std::vector<Half> values = x.to_vector<Half>();
+      values[0] = Half(std::numeric_limits<float>::quiet_NaN());
+      values[1] = Half(std::numeric_limits<float>::infinity());
+      values[2] = Half(-std::numeric_limits<float>::infinity());
+      values[3] = Half(-0.0f);
+      x = Tensor::from_vector(values, shape);
+    }
+    const auto widened = [&](const Tensor& narrow) {
+      Tensor wide = Tensor::empty(narrow.shape(), ScalarType::f32);
+      cumtl::ops::convert(ctx, narrow, wide);
+      return wide;
+    };
+    const auto rounded = [&](const Tensor& wide) {
+      Tensor narrow = Tensor::empty(wide.shape(), half);
+      cumtl::ops::convert(ctx, wide, narrow);
+      return narrow.to_vector<Half>();
+    };
+    const Tensor x32 = widened(x), dy32 = widened(dy);
+
+    Tensor y = Tensor::empty(shape, half), y32 = Tensor::empty(shape, ScalarType::f32);
+    cumtl::ops::relu_forward(ctx, x, y);
+    cumtl::ops::relu_forward(ctx, x32, y32);
+    CHECK(y.to_vector<Half>() == rounded(y32));
+    Tensor dx = Tensor::empty(shape, half), dx32 = Tensor::empty(shape, ScalarType::f32);
+    cumtl::ops::relu_backward(ctx, dy, y, dx);
+    cumtl::ops::relu_backward(ctx, dy32, y32, dx32);
+    CHECK(dx.to_vector<Half>() == rounded(dx32));
+
+    for (double p : {0.0, 0.1, 0.3, 0.7}) {
+      CAPTURE(p);
+      Generator narrow_generator(77, 5), wide_generator(77, 5);
+      const DropoutMask mask = cumtl::ops::dropout_forward(ctx, x, p, narrow_generator, y);
+      const DropoutMask mask32 = cumtl::ops::dropout_forward(ctx, x32, p, wide_generator, y32);
+      CHECK(mask.offset == mask32.offset);
+      CHECK(narrow_generator == wide_generator);
+      CHECK(y.to_vector<Half>() == rounded(y32));
+      cumtl::ops::dropout_backward(ctx, dy, mask, dx);
+      cumtl::ops::dropout_backward(ctx, dy32, mask32, dx32);
+      CHECK(dx.to_vector<Half>() == rounded(dx32));
+    }
+
+    Tensor sum = Tensor::empty(shape, half), sum32 = Tensor::empty(shape, ScalarType::f32);
+    cumtl::ops::add(ctx, x, dy, sum);
+    cumtl::ops::add(ctx, x32, dy32, sum32);
+    CHECK(sum.to_vector<Half>() == rounded(sum32));
+    // Rounding happened: some sums are not representable in the half type, so this test can tell a
+    // half add from a copy of the fp32 result's bits.
+    const std::vector<float> exact = sum32.to_vector<float>();
+    CHECK(std::any_of(exact.begin(), exact.end(), [](float value) { return float(Half(value)) != value; }));
+    cumtl::ops::add(ctx, x, dy, x);  // in place, as a residual add is
+    CHECK(x.to_vector<Half>() == sum.to_vector<Half>());
+  }
+
+  TEST_CASE("activation: a bf16 ReLU keeps NaN's payload and the sign of zero, as the select it is") {
+    Context ctx;
+    const std::vector<cumtl::bfloat16_t> values{cumtl::bfloat16_t::from_bits(0x7fc1), cumtl::bfloat16_t::from_bits(0xffc0),
+                                                cumtl::bfloat16_t::from_bits(0x8000), cumtl::bfloat16_t::from_bits(0x0001),
+                                                cumtl::bfloat16_t::from_bits(0x8001)};
+    const Tensor x = Tensor::from_vector(values, Shape{5});
+    Tensor y = Tensor::empty(Shape{5}, ScalarType::bf16);
+    cumtl::ops::relu_forward(ctx, x, y);
+    const std::vector<cumtl::bfloat16_t> out = y.to_vector<cumtl::bfloat16_t>();
+    CHECK(out[0].bits == 0x7fc1);
+    CHECK(out[1].bits == 0xffc0);
+    CHECK(out[2].bits == 0x8000);  // −0 is not < 0: the select keeps it
+    CHECK(out[3].bits == 0x0001);
+    CHECK(out[4].bits == 0x0000);  // the smallest negative subnormal is < 0
   }
 
 }  // TEST_SUITE

@@ -1,6 +1,7 @@
-// ReLU and dropout on the GPU against the CPU twin, bit for bit: ReLU is a
-// select, and the dropout mask is a function of (seed, counter) on both
-// devices. Needs a GPU.
+// ReLU and dropout on the GPU against the CPU twin, bit for bit, in fp32,
+// fp64, bf16 and f16: ReLU is a select, the dropout mask is a function of
+// (seed, counter) on both devices, and a 2-byte dropout rounds x·scale once on
+// both. Needs a GPU.
 #include <cstdint>
 #include <vector>
 
@@ -31,7 +32,8 @@ const std::vector<Shape> awkward_shapes{Shape{0},
 }  // namespace
 
 TEST_SUITE("activation") {
-  TEST_CASE_TEMPLATE("activation: relu on the GPU equals the CPU twin", T, float, double) {
+  TEST_CASE_TEMPLATE("activation: relu on the GPU equals the CPU twin", T, float, double, cumtl::bfloat16_t,
+                     cumtl::float16_t) {
     Context cpu;
     Context gpu(Device::cuda(0));
     std::uint64_t seed = 1;
@@ -58,7 +60,8 @@ TEST_SUITE("activation") {
     }
   }
 
-  TEST_CASE_TEMPLATE("activation: dropout mask on the GPU is bit-identical to the CPU mask", T, float, double) {
+  TEST_CASE_TEMPLATE("activation: dropout mask on the GPU is bit-identical to the CPU mask", T, float, double,
+                     cumtl::bfloat16_t, cumtl::float16_t) {
     Context cpu;
     Context gpu(Device::cuda(0));
     std::uint64_t seed = 50;

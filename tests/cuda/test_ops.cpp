@@ -151,6 +151,26 @@ TEST_SUITE("cuda") {
     }
   }
 
+  TEST_CASE_TEMPLATE("add on bf16 and f16 gives the CPU twin's bits for every pattern", Half, cumtl::bfloat16_t,
+                     cumtl::float16_t) {
+    Context gpu(Device::cuda(0));
+    Context cpu;
+    // a runs through every 2-byte pattern (NaNs, infinities, subnormals), b through them in another order.
+    std::vector<Half> a(65536), b(65536);
+    for (std::uint32_t i = 0; i < 65536; ++i) {
+      a[i] = Half::from_bits(std::uint16_t(i));
+      b[i] = Half::from_bits(std::uint16_t(i * 40503u + 12345u));
+    }
+    const Shape shape{65536};
+    const Tensor a_cpu = Tensor::from_vector(a, shape), b_cpu = Tensor::from_vector(b, shape);
+    Tensor out_cpu = Tensor::empty(shape, cumtl::scalar_type_v<Half>);
+    cumtl::ops::add(cpu, a_cpu, b_cpu, out_cpu);
+    Tensor a_gpu = a_cpu.to(gpu, gpu.device());
+    const Tensor b_gpu = b_cpu.to(gpu, gpu.device());
+    cumtl::ops::add(gpu, a_gpu, b_gpu, a_gpu);  // in place
+    CHECK(a_gpu.to_vector<Half>(gpu) == out_cpu.to_vector<Half>());
+  }
+
   TEST_CASE("a tensor another context's stream owns is copied after that stream's work, and freed after the copy") {
     Context owner(Device::cuda(0)), reader(Device::cuda(0));
     const std::int64_t count = std::int64_t(1) << 24;  // 64 MB: the fill still runs when the copy is enqueued

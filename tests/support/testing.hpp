@@ -11,6 +11,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include <cumtl/cumtl.hpp>
@@ -62,14 +63,21 @@ double max_relative_error(const std::vector<T>& a, const std::vector<T>& b, doub
   return worst;
 }
 
-// A CPU tensor of values uniform in [low, high), the same for the same seed.
+// A CPU tensor of values uniform in [low, high), the same for the same seed; a
+// bf16 or f16 one holds the float32 draws rounded.
 template <class T>
 cumtl::Tensor random_tensor(const cumtl::Shape& shape, std::uint64_t seed, double low = -2, double high = 2) {
   cumtl::Context cpu;
-  cumtl::Tensor tensor = cumtl::Tensor::empty(shape, cumtl::scalar_type_v<T>);
-  cumtl::Generator generator(seed);
-  cumtl::ops::uniform(cpu, tensor, generator, low, high);
-  return tensor;
+  if constexpr (!std::is_same_v<cumtl::compute_t<T>, T>) {
+    cumtl::Tensor narrow = cumtl::Tensor::empty(shape, cumtl::scalar_type_v<T>);
+    cumtl::ops::convert(cpu, random_tensor<float>(shape, seed, low, high), narrow);
+    return narrow;
+  } else {
+    cumtl::Tensor tensor = cumtl::Tensor::empty(shape, cumtl::scalar_type_v<T>);
+    cumtl::Generator generator(seed);
+    cumtl::ops::uniform(cpu, tensor, generator, low, high);
+    return tensor;
+  }
 }
 
 // Largest |actual − expected| over the largest |expected|; infinite on a NaN.

@@ -109,6 +109,20 @@ class CudaOperations {
                                 const kernels::ChannelAffine<T>& affine, T* out) = 0;
 };
 
+// The CUDA twins of the operations that run in a 2-byte activation type as well
+// (Half: bfloat16_t or float16_t), named and called like CudaOperations'.
+template <class Half>
+class CudaHalfOperations {
+ public:
+  virtual ~CudaHalfOperations() = default;
+
+  virtual void add(Context& ctx, std::int64_t count, const Half* a, const Half* b, Half* out) = 0;
+  virtual void relu_forward(Context& ctx, std::int64_t count, const Half* x, Half* y) = 0;
+  virtual void relu_backward(Context& ctx, std::int64_t count, const Half* dy, const Half* y, Half* dx) = 0;
+  virtual void dropout(Context& ctx, std::int64_t count, std::uint64_t seed, std::uint64_t offset, double p,
+                       float scale, const Half* x, Half* y) = 0;
+};
+
 class CudaBackend {
  public:
   virtual ~CudaBackend() = default;
@@ -151,6 +165,8 @@ class CudaBackend {
   // Operations.
   virtual CudaOperations<float>& float_operations() = 0;
   virtual CudaOperations<double>& double_operations() = 0;
+  virtual CudaHalfOperations<bfloat16_t>& bfloat16_operations() = 0;
+  virtual CudaHalfOperations<float16_t>& float16_operations() = 0;
   // Convolutions through cuDNN, float32, with TF32 and determinism from ctx.numerics().
   virtual void conv_forward(Context& ctx, const ConvShape& shape, const float* x, const float* w, float* y) = 0;
   virtual void conv_backward_data(Context& ctx, const ConvShape& shape, const float* dy, const float* w, float* dx) = 0;
@@ -182,14 +198,19 @@ inline CudaBackend& cuda_backend() {
   return *backend;
 }
 
+// CudaOperations<T> for float and double, CudaHalfOperations<T> for the 2-byte types.
 template <class T>
-CudaOperations<T>& cuda_operations() {
+auto& cuda_operations() {
   if constexpr (std::is_same_v<T, float>)
     return cuda_backend().float_operations();
   else if constexpr (std::is_same_v<T, double>)
     return cuda_backend().double_operations();
+  else if constexpr (std::is_same_v<T, bfloat16_t>)
+    return cuda_backend().bfloat16_operations();
+  else if constexpr (std::is_same_v<T, float16_t>)
+    return cuda_backend().float16_operations();
   else
-    static_assert(sizeof(T) == 0, "the CUDA backend has operations on float and double tensors");
+    static_assert(sizeof(T) == 0, "the CUDA backend has operations on float, double, bfloat16 and float16 tensors");
 }
 
 }  // namespace detail

@@ -99,4 +99,17 @@ void dispatch_floating(ScalarType type, std::string_view operation, Fn&& fn) {
   }
 }
 
+// As dispatch_floating, with bfloat16 and float16 too: for the operations
+// that run in the activation type of mixed precision as well (core/precision.hpp).
+template <class Fn>
+void dispatch_activation_type(ScalarType type, std::string_view operation, Fn&& fn) {
+  switch (type) {
+    case ScalarType::f32: fn.template operator()<float>(); return;
+    case ScalarType::f64: fn.template operator()<double>(); return;
+    case ScalarType::bf16: fn.template operator()<bfloat16_t>(); return;
+    case ScalarType::f16: fn.template operator()<float16_t>(); return;
+    default: CUMTL_FAIL(operation, ": expects a float32, float64, bfloat16 or float16 tensor, got ", name_of(type));
+  }
+}
+
 }  // namespace cumtl

@@ -104,6 +104,22 @@ using bfloat16_t = TwoByteFloat<detail::BFloat16Format>;
 // IEEE binary16: 5-bit exponent, 10 mantissa bits, subnormals.
 using float16_t = TwoByteFloat<detail::Float16Format>;
 
+// The type arithmetic on a T is done in: float for the 2-byte types, T itself
+// otherwise. An elementwise kernel on a 2-byte type widens its inputs, computes
+// one operation in float and rounds once: for +, −, × and ÷ that equals the
+// correctly rounded result, since float's 24 bits are at least 2p + 2 for a
+// p-bit half (p = 8 for bf16, 11 for f16), so the double rounding is harmless.
+template <class T>
+struct compute_type {
+  using type = T;
+};
+template <class Format>
+struct compute_type<TwoByteFloat<Format>> {
+  using type = float;
+};
+template <class T>
+using compute_t = typename compute_type<T>::type;
+
 static_assert(sizeof(bfloat16_t) == 2 && sizeof(float16_t) == 2);
 static_assert(bfloat16_t(1.0f).bits == 0x3f80 && float16_t(1.0f).bits == 0x3c00);
 static_assert(float(float16_t::from_bits(0x0001)) == 0x1p-24f && float(float16_t::from_bits(0x7bff)) == 65504.0f);

@@ -23,8 +23,8 @@ void relu_backward(Context&, std::int64_t count, const T* dy, const T* y, T* dx)
 // y[i] = x[i]·scale where the uniform for counter offset + i is ≥ p, else 0;
 // dropout's forward (x → y) and its backward (dy → dx) both.
 template <class T>
-void dropout(Context&, std::int64_t count, std::uint64_t seed, std::uint64_t offset, double p, T scale, const T* x,
-             T* y) {
+void dropout(Context&, std::int64_t count, std::uint64_t seed, std::uint64_t offset, double p, compute_t<T> scale,
+             const T* x, T* y) {
   for (std::int64_t i = 0; i < count; ++i)
     y[i] = kernels::dropout_element(x[i], seed, offset + std::uint64_t(i), p, scale);
 }

@@ -8,6 +8,7 @@
 
 #include "cumtl/core/context.hpp"
 #include "cumtl/core/dtype.hpp"
+#include "cumtl/kernels/elementwise.cuh"
 
 namespace cumtl::cpu {
 
@@ -36,7 +37,7 @@ void axpy(Context& ctx, std::int64_t count, T alpha, const T* x, T* y) {
 template <class T>
 void add(Context& ctx, std::int64_t count, const T* a, const T* b, T* out) {
   ctx.cpu_threads().run_ranges(count, elementwise_chunk, [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t i = begin; i < end; ++i) out[i] = a[i] + b[i];
+    for (std::int64_t i = begin; i < end; ++i) out[i] = kernels::add_element(a[i], b[i]);
   });
 }
 

@@ -19,8 +19,8 @@ void relu_backward(Context& ctx, std::int64_t count, const T* dy, const T* y, T*
 }
 
 template <class T>
-void dropout(Context& ctx, std::int64_t count, std::uint64_t seed, std::uint64_t offset, double p, T scale, const T* x,
-             T* y) {
+void dropout(Context& ctx, std::int64_t count, std::uint64_t seed, std::uint64_t offset, double p, compute_t<T> scale,
+             const T* x, T* y) {
   launch_elementwise(ctx, "cumtl::dropout", kernels::dropout_kernel<T>, count, count, seed, offset, p, scale, x, y);
 }
 

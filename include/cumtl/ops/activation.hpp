@@ -1,5 +1,7 @@
 #pragma once
-// Elementwise activations on float32 or float64 tensors of any shape.
+// Elementwise activations on float32, float64, bfloat16 or float16 tensors of
+// any shape. On the 2-byte types ReLU is exact and dropout computes x·1/(1 − p)
+// in float and rounds once (kernels/activation.cuh), on both devices alike.
 //
 //   relu_forward(ctx, x, y)                    y = max(x, 0); y may be x
 //   relu_backward(ctx, dy, y, dx)              dx = dy where y > 0, else 0; dx may be dy
@@ -49,7 +51,7 @@ void apply_dropout(Context& ctx, const Tensor& in, const ops::DropoutMask& mask,
       copy_bytes(ctx, out.raw_data(), out.device(), in.raw_data(), in.device(), in.bytes());
     return;
   }
-  const T scale = T(1 / (1 - mask.p));
+  const compute_t<T> scale = compute_t<T>(1 / (1 - mask.p));
   CUMTL_DISPATCH(ctx, T, dropout, ctx, in.numel(), mask.seed, mask.offset, mask.p, scale, in.data<T>(), out.data<T>());
 }
 
@@ -62,8 +64,8 @@ inline void relu_forward(Context& ctx, const Tensor& x, Tensor& y) {
   detail::require_on_context(ctx, op, "x", x);
   detail::require_on_context(ctx, op, "y", y);
   detail::require_alike(op, "x", x, "y", y);
-  dispatch_floating(x.dtype(), op,
-                    [&]<class T>() { CUMTL_DISPATCH(ctx, T, relu_forward, ctx, x.numel(), x.data<T>(), y.data<T>()); });
+  dispatch_activation_type(
+      x.dtype(), op, [&]<class T>() { CUMTL_DISPATCH(ctx, T, relu_forward, ctx, x.numel(), x.data<T>(), y.data<T>()); });
 }
 
 inline void relu_backward(Context& ctx, const Tensor& dy, const Tensor& y, Tensor& dx) {
@@ -73,7 +75,7 @@ inline void relu_backward(Context& ctx, const Tensor& dy, const Tensor& y, Tenso
   detail::require_on_context(ctx, op, "dx", dx);
   detail::require_alike(op, "dy", dy, "y", y);
   detail::require_alike(op, "dy", dy, "dx", dx);
-  dispatch_floating(dx.dtype(), op, [&]<class T>() {
+  dispatch_activation_type(dx.dtype(), op, [&]<class T>() {
     CUMTL_DISPATCH(ctx, T, relu_backward, ctx, dx.numel(), dy.data<T>(), y.data<T>(), dx.data<T>());
   });
 }
@@ -86,7 +88,7 @@ inline DropoutMask dropout_forward(Context& ctx, const Tensor& x, double p, Gene
   detail::activation::require_probability(op, p);
   DropoutMask mask{.seed = generator.seed(), .offset = 0, .p = p};
   // Counters are taken only once the scalar type is known good: a refused call leaves the stream as it was.
-  dispatch_floating(x.dtype(), op, [&]<class T>() {
+  dispatch_activation_type(x.dtype(), op, [&]<class T>() {
     mask.offset = generator.advance(std::uint64_t(x.numel()));
     detail::activation::apply_dropout<T>(ctx, x, mask, y);
   });
@@ -99,7 +101,8 @@ inline void dropout_backward(Context& ctx, const Tensor& dy, const DropoutMask& 
   detail::require_on_context(ctx, op, "dx", dx);
   detail::require_alike(op, "dy", dy, "dx", dx);
   detail::activation::require_probability(op, mask.p);
-  dispatch_floating(dx.dtype(), op, [&]<class T>() { detail::activation::apply_dropout<T>(ctx, dy, mask, dx); });
+  dispatch_activation_type(dx.dtype(), op,
+                           [&]<class T>() { detail::activation::apply_dropout<T>(ctx, dy, mask, dx); });
 }
 
 }  // namespace cumtl::ops

@@ -5,7 +5,8 @@
 //   copy(ctx, dst, src)       dst[i] = src[i]; any devices, ctx on the GPU side if any
 //   scale(ctx, x, alpha)      x[i] = alpha * x[i]
 //   axpy(ctx, alpha, x, y)    y[i] = alpha * x[i] + y[i]
-//   add(ctx, a, b, out)       out[i] = a[i] + b[i]; out may be a or b
+//   add(ctx, a, b, out)       out[i] = a[i] + b[i]; out may be a or b; also on
+//                             bfloat16 and float16, summed in float and rounded once
 //   convert(ctx, from, to)    to[i] = from[i] in to's scalar type: float32 or
 //                             float64 to and from bfloat16 or float16
 //                             (core/half.hpp: round to nearest even; a float64
@@ -53,7 +54,7 @@ inline void add(Context& ctx, const Tensor& a, const Tensor& b, Tensor& out) {
   detail::require_on_context(ctx, "ops::add", "out", out);
   detail::require_alike("ops::add", "a", a, "b", b);
   detail::require_alike("ops::add", "a", a, "out", out);
-  dispatch_floating(out.dtype(), "ops::add", [&]<class T>() {
+  dispatch_activation_type(out.dtype(), "ops::add", [&]<class T>() {
     CUMTL_DISPATCH(ctx, T, add, ctx, out.numel(), a.data<T>(), b.data<T>(), out.data<T>());
   });
 }
