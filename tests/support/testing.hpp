@@ -16,6 +16,10 @@
 
 #include <cumtl/cumtl.hpp>
 
+// Test names say bfloat16_t and float16_t rather than the template they alias.
+TYPE_TO_STRING(cumtl::bfloat16_t);
+TYPE_TO_STRING(cumtl::float16_t);
+
 namespace cumtl_test {
 
 // A fresh folder under the system's temporary folder, removed with everything in it at the end of the test.
