@@ -32,34 +32,37 @@ namespace cumtl::cuda {
 namespace {
 
 // Each operation calls its launcher in cuda/ with the same arguments.
-template <class Half>
-class HalfOperations final : public detail::CudaHalfOperations<Half> {
+//
+// The operations of every activation type, for the interface `Interface` that
+// declares them (CudaActivationTypeOperations<T> or CudaOperations<T>).
+template <class T, class Interface>
+class ActivationTypeOperations : public Interface {
  public:
-  void add(Context& ctx, std::int64_t count, const Half* a, const Half* b, Half* out) override {
-    cuda::add<Half>(ctx, count, a, b, out);
+  void add(Context& ctx, std::int64_t count, const T* a, const T* b, T* out) override {
+    cuda::add<T>(ctx, count, a, b, out);
   }
-  void relu_forward(Context& ctx, std::int64_t count, const Half* x, Half* y) override {
-    cuda::relu_forward<Half>(ctx, count, x, y);
+  void relu_forward(Context& ctx, std::int64_t count, const T* x, T* y) override {
+    cuda::relu_forward<T>(ctx, count, x, y);
   }
-  void relu_backward(Context& ctx, std::int64_t count, const Half* dy, const Half* y, Half* dx) override {
-    cuda::relu_backward<Half>(ctx, count, dy, y, dx);
+  void relu_backward(Context& ctx, std::int64_t count, const T* dy, const T* y, T* dx) override {
+    cuda::relu_backward<T>(ctx, count, dy, y, dx);
   }
-  void dropout(Context& ctx, std::int64_t count, std::uint64_t seed, std::uint64_t offset, double p, float scale,
-               const Half* x, Half* y) override {
-    cuda::dropout<Half>(ctx, count, seed, offset, p, scale, x, y);
+  void dropout(Context& ctx, std::int64_t count, std::uint64_t seed, std::uint64_t offset, double p,
+               compute_t<T> scale, const T* x, T* y) override {
+    cuda::dropout<T>(ctx, count, seed, offset, p, scale, x, y);
   }
 };
 
+template <class Half>
+using HalfOperations = ActivationTypeOperations<Half, detail::CudaActivationTypeOperations<Half>>;
+
 template <class T>
-class Operations final : public detail::CudaOperations<T> {
+class Operations final : public ActivationTypeOperations<T, detail::CudaOperations<T>> {
  public:
   void fill(Context& ctx, T* out, std::int64_t count, T value) override { cuda::fill<T>(ctx, out, count, value); }
   void scale(Context& ctx, T* x, std::int64_t count, T alpha) override { cuda::scale<T>(ctx, x, count, alpha); }
   void axpy(Context& ctx, std::int64_t count, T alpha, const T* x, T* y) override {
     cuda::axpy<T>(ctx, count, alpha, x, y);
-  }
-  void add(Context& ctx, std::int64_t count, const T* a, const T* b, T* out) override {
-    cuda::add<T>(ctx, count, a, b, out);
   }
   void to_half(Context& ctx, std::int64_t count, const T* x, ScalarType half, std::uint16_t* y) override {
     cuda::to_half<T>(ctx, count, x, half, y);
@@ -74,16 +77,6 @@ class Operations final : public detail::CudaOperations<T> {
   void normal(Context& ctx, T* out, std::int64_t count, std::uint64_t seed, std::uint64_t offset, T mean,
               T stddev) override {
     cuda::normal<T>(ctx, out, count, seed, offset, mean, stddev);
-  }
-  void relu_forward(Context& ctx, std::int64_t count, const T* x, T* y) override {
-    cuda::relu_forward<T>(ctx, count, x, y);
-  }
-  void relu_backward(Context& ctx, std::int64_t count, const T* dy, const T* y, T* dx) override {
-    cuda::relu_backward<T>(ctx, count, dy, y, dx);
-  }
-  void dropout(Context& ctx, std::int64_t count, std::uint64_t seed, std::uint64_t offset, double p, T scale,
-               const T* x, T* y) override {
-    cuda::dropout<T>(ctx, count, seed, offset, p, scale, x, y);
   }
   void add_bias(Context& ctx, std::int64_t rows, std::int64_t columns, const T* bias, T* y) override {
     cuda::add_bias<T>(ctx, rows, columns, bias, y);
@@ -281,8 +274,8 @@ class Backend final : public detail::CudaBackend {
 
   detail::CudaOperations<float>& float_operations() override { return float_operations_; }
   detail::CudaOperations<double>& double_operations() override { return double_operations_; }
-  detail::CudaHalfOperations<bfloat16_t>& bfloat16_operations() override { return bfloat16_operations_; }
-  detail::CudaHalfOperations<float16_t>& float16_operations() override { return float16_operations_; }
+  detail::CudaActivationTypeOperations<bfloat16_t>& bfloat16_operations() override { return bfloat16_operations_; }
+  detail::CudaActivationTypeOperations<float16_t>& float16_operations() override { return float16_operations_; }
 
   void conv_forward(Context& ctx, const ConvShape& shape, const float* x, const float* w, float* y) override {
     convolve(ctx, "cumtl::conv_forward", ConvDirection::forward, shape, {x, w, y});

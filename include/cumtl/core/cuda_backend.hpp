@@ -40,16 +40,29 @@ namespace detail {
 // The CUDA twins of the operations in ops/ for one scalar type: the same
 // names and arguments as their CPU twins in cpu/ (the CUMTL_DISPATCH macro
 // calls one or the other), documented with the facades that call them.
+//
+// The operations that run in every activation type: float and double, and the
+// 2-byte bfloat16_t and float16_t of mixed precision.
 template <class T>
-class CudaOperations {
+class CudaActivationTypeOperations {
  public:
-  virtual ~CudaOperations() = default;
+  virtual ~CudaActivationTypeOperations() = default;
 
+  virtual void add(Context& ctx, std::int64_t count, const T* a, const T* b, T* out) = 0;
+  virtual void relu_forward(Context& ctx, std::int64_t count, const T* x, T* y) = 0;
+  virtual void relu_backward(Context& ctx, std::int64_t count, const T* dy, const T* y, T* dx) = 0;
+  virtual void dropout(Context& ctx, std::int64_t count, std::uint64_t seed, std::uint64_t offset, double p,
+                       compute_t<T> scale, const T* x, T* y) = 0;
+};
+
+// Those and the rest, for float and double.
+template <class T>
+class CudaOperations : public CudaActivationTypeOperations<T> {
+ public:
   // elementwise
   virtual void fill(Context& ctx, T* out, std::int64_t count, T value) = 0;
   virtual void scale(Context& ctx, T* x, std::int64_t count, T alpha) = 0;
   virtual void axpy(Context& ctx, std::int64_t count, T alpha, const T* x, T* y) = 0;
-  virtual void add(Context& ctx, std::int64_t count, const T* a, const T* b, T* out) = 0;
   virtual void to_half(Context& ctx, std::int64_t count, const T* x, ScalarType half, std::uint16_t* y) = 0;
   virtual void from_half(Context& ctx, std::int64_t count, ScalarType half, const std::uint16_t* x, T* y) = 0;
   // random
@@ -57,11 +70,6 @@ class CudaOperations {
                        T high) = 0;
   virtual void normal(Context& ctx, T* out, std::int64_t count, std::uint64_t seed, std::uint64_t offset, T mean,
                       T stddev) = 0;
-  // activation
-  virtual void relu_forward(Context& ctx, std::int64_t count, const T* x, T* y) = 0;
-  virtual void relu_backward(Context& ctx, std::int64_t count, const T* dy, const T* y, T* dx) = 0;
-  virtual void dropout(Context& ctx, std::int64_t count, std::uint64_t seed, std::uint64_t offset, double p, T scale,
-                       const T* x, T* y) = 0;
   // linear
   virtual void add_bias(Context& ctx, std::int64_t rows, std::int64_t columns, const T* bias, T* y) = 0;
   virtual void bias_gradient(Context& ctx, std::int64_t rows, std::int64_t columns, const T* dy, T* bias_gradient,
@@ -109,20 +117,6 @@ class CudaOperations {
                                 const kernels::ChannelAffine<T>& affine, T* out) = 0;
 };
 
-// The CUDA twins of the operations that run in a 2-byte activation type as well
-// (Half: bfloat16_t or float16_t), named and called like CudaOperations'.
-template <class Half>
-class CudaHalfOperations {
- public:
-  virtual ~CudaHalfOperations() = default;
-
-  virtual void add(Context& ctx, std::int64_t count, const Half* a, const Half* b, Half* out) = 0;
-  virtual void relu_forward(Context& ctx, std::int64_t count, const Half* x, Half* y) = 0;
-  virtual void relu_backward(Context& ctx, std::int64_t count, const Half* dy, const Half* y, Half* dx) = 0;
-  virtual void dropout(Context& ctx, std::int64_t count, std::uint64_t seed, std::uint64_t offset, double p,
-                       float scale, const Half* x, Half* y) = 0;
-};
-
 class CudaBackend {
  public:
   virtual ~CudaBackend() = default;
@@ -165,8 +159,8 @@ class CudaBackend {
   // Operations.
   virtual CudaOperations<float>& float_operations() = 0;
   virtual CudaOperations<double>& double_operations() = 0;
-  virtual CudaHalfOperations<bfloat16_t>& bfloat16_operations() = 0;
-  virtual CudaHalfOperations<float16_t>& float16_operations() = 0;
+  virtual CudaActivationTypeOperations<bfloat16_t>& bfloat16_operations() = 0;
+  virtual CudaActivationTypeOperations<float16_t>& float16_operations() = 0;
   // Convolutions through cuDNN, float32, with TF32 and determinism from ctx.numerics().
   virtual void conv_forward(Context& ctx, const ConvShape& shape, const float* x, const float* w, float* y) = 0;
   virtual void conv_backward_data(Context& ctx, const ConvShape& shape, const float* dy, const float* w, float* dx) = 0;
@@ -198,7 +192,7 @@ inline CudaBackend& cuda_backend() {
   return *backend;
 }
 
-// CudaOperations<T> for float and double, CudaHalfOperations<T> for the 2-byte types.
+// CudaOperations<T> for float and double, CudaActivationTypeOperations<T> for the 2-byte types.
 template <class T>
 auto& cuda_operations() {
   if constexpr (std::is_same_v<T, float>)

@@ -17,7 +17,6 @@
 
 #include <array>
 #include <cstdint>
-#include <string>
 #include <string_view>
 
 #include "cumtl/core/device.hpp"
