@@ -81,6 +81,13 @@ struct LoaderOptions {
   std::size_t threads = 0;   // worker threads; 0: the hardware's threads − 1, at least 1
   std::size_t prefetch = 2;  // batches decoded ahead of the consumer, at least 2
   bool skip_bad = false;     // replace a sample that fails to load and count it, instead of failing
+  // Data-parallel training: this process delivers only positions p of each of
+  // the sampler's batches with p % shard_count == shard_rank, so the ranks'
+  // shards partition every batch and mix its datasets alike. A sample is
+  // augmented as it would be in the whole batch, so a world of N ranks sees
+  // the images a single process would with N times the batch.
+  std::size_t shard_rank = 0;
+  std::size_t shard_count = 1;
 };
 
 namespace detail {
@@ -207,6 +214,8 @@ class Loader {
         options_(std::move(options)),
         augment_seed_(sampler_.seed() ^ 0x9E3779B97F4A7C15ull) {
     CUMTL_REQUIRE(options_.image_size >= 1 && options_.image_size <= 16384, "Loader: image size ", options_.image_size);
+    CUMTL_REQUIRE(options_.shard_count >= 1 && options_.shard_rank < options_.shard_count, "Loader: shard ",
+                  options_.shard_rank, " of ", options_.shard_count);
     options_.augmentation.size = options_.image_size;
     if (options_.augment) detail::validate(options_.augmentation);
     for (std::size_t c = 0; c < 3; ++c)
@@ -424,7 +433,7 @@ class Loader {
       slot.error = nullptr;
       slot.error_position = std::numeric_limits<std::size_t>::max();
       try {
-        slot.samples = sampler_.batch(epoch_, b);
+        slot.samples = shard_of(sampler_.batch(epoch_, b));
         slot.remaining = slot.samples.size();
         if (ctx_.device().is_cpu()) {
           const auto n = std::int64_t(slot.samples.size());
@@ -468,7 +477,8 @@ class Loader {
       const Dataset& dataset = sampler_.dataset(ref.dataset);
       const std::size_t size = dataset.size();
       const std::uint64_t counter =
-          (task.epoch * sampler_.batches_per_epoch() + task.batch) * sampler_.batch_size() + task.position;
+          (task.epoch * sampler_.batches_per_epoch() + task.batch) * sampler_.batch_size() +
+          task.position * options_.shard_count + options_.shard_rank;
       const std::int64_t elements = image_elements();
       const bool gpu = ctx_.device().is_cuda();
       std::uint8_t* pixels = gpu ? slot.pixels.data<std::uint8_t>() + task.position * elements : scratch.data();
@@ -534,9 +544,22 @@ class Loader {
     ready_cv_.notify_all();
   }
 
+  std::vector<SampleRef> shard_of(std::vector<SampleRef> samples) const {
+    if (options_.shard_count == 1) return samples;
+    std::vector<SampleRef> mine;
+    mine.reserve(samples.size() / options_.shard_count + 1);
+    for (std::size_t p = options_.shard_rank; p < samples.size(); p += options_.shard_count) mine.push_back(samples[p]);
+    return mine;
+  }
+
+  // The most samples one shard of a batch holds.
+  std::size_t shard_capacity() const {
+    return (sampler_.batch_size() + options_.shard_count - 1) / options_.shard_count;
+  }
+
   void allocate_device_staging() {
     copy_ctx_ = std::make_unique<Context>(ctx_.device());
-    const auto rows = std::int64_t(sampler_.batch_size());
+    const auto rows = std::int64_t(shard_capacity());
     const std::int64_t size = options_.image_size;
     const cumtl::detail::DeviceGuard guard(ctx_.device().index());
     for (Slot& slot : slots_) {

@@ -130,6 +130,16 @@ class ClassificationMetrics {
   // The number of labelled samples seen since construction or reset().
   std::int64_t count() const noexcept { return count_; }
 
+  // The counts every metric derives from (the confusion matrix), flat: what
+  // processes that each evaluated a shard of a split sum to score the whole.
+  const std::vector<std::int64_t>& tallies() const noexcept { return confusion_; }
+  void set_tallies(std::span<const std::int64_t> tallies) {
+    CUMTL_REQUIRE(tallies.size() == confusion_.size(), "metrics '", head_name_, "': ", tallies.size(),
+                  " tallies for a ", num_classes_, "-class confusion matrix");
+    std::copy(tallies.begin(), tallies.end(), confusion_.begin());
+    count_ = std::accumulate(confusion_.begin(), confusion_.end(), std::int64_t(0));
+  }
+
   double accuracy() const {
     std::int64_t correct = 0;
     for (int c = 0; c < num_classes_; ++c) correct += confusion_at(c, c);
@@ -262,6 +272,23 @@ class MultiLabelMetrics {
 
   const std::string& head_name() const noexcept { return head_name_; }
   int num_labels() const noexcept { return num_labels_; }
+
+  // Every label's counts, flat (true positives, false positives, false
+  // negatives, true negatives per label), as ClassificationMetrics::tallies.
+  std::vector<std::int64_t> tallies() const {
+    std::vector<std::int64_t> flat;
+    flat.reserve(4 * counts_.size());
+    for (const BinaryCounts& c : counts_)
+      flat.insert(flat.end(), {c.true_positives, c.false_positives, c.false_negatives, c.true_negatives});
+    return flat;
+  }
+  void set_tallies(std::span<const std::int64_t> tallies) {
+    CUMTL_REQUIRE(tallies.size() == 4 * counts_.size(), "metrics '", head_name_, "': ", tallies.size(),
+                  " tallies for ", num_labels_, " labels");
+    for (std::size_t label = 0; label < counts_.size(); ++label)
+      counts_[label] = BinaryCounts{tallies[4 * label], tallies[4 * label + 1], tallies[4 * label + 2],
+                                    tallies[4 * label + 3]};
+  }
 
   const BinaryCounts& counts(int label) const {
     CUMTL_REQUIRE(label >= 0 && label < num_labels_, "metrics '", head_name_, "': label ", label, " is outside 0..",
