@@ -12,6 +12,12 @@
 // then every step timed from the host with the context synchronized before and
 // after; the median step is reported (and the mean), so a stray slow step does
 // not move the figure. Images/s = batch / median step time.
+//
+// Started by a launcher (cumtl-launch --nproc-per-node N -- cumtl-bench-e2e
+// --device cpu ...), every rank trains its own batch of --batch and the
+// gradients are averaged over the ranks each step, as cumtl-train does;
+// training images/s is then the world's: N × batch / the slowest rank's
+// median step. Rank 0 prints.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -21,15 +27,22 @@
 #include <exception>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <numeric>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include <cumtl/cumtl.hpp>
+#include <cumtl/distributed/data_parallel.hpp>
+#include <cumtl/distributed/world.hpp>
 #include <cumtl/train/trainer.hpp>
+#if CUMTL_HAVE_GLOO
+#include <cumtl/distributed/gloo.hpp>
+#endif
 
 namespace fs = std::filesystem;
 using namespace cumtl;
@@ -133,7 +146,17 @@ void write_check(Context& ctx, MultiHeadModel<float>& model, const train::ModelD
 }
 
 int run(const Options& o) {
+  const distributed::WorldInfo world = distributed::world_from_environment();
+  std::unique_ptr<distributed::Communicator> communicator = std::make_unique<distributed::SingleProcess>();
+  if (world.distributed()) {
+#if CUMTL_HAVE_GLOO
+    communicator = std::make_unique<distributed::GlooCommunicator>(world);
+#else
+    CUMTL_FAIL("a launcher started ", world.world_size, " ranks, but this cumtl-bench-e2e was built without Gloo");
+#endif
+  }
   const Device device = train::choose_device(o.device);
+  CUMTL_REQUIRE(!world.distributed() || device.is_cpu(), "several ranks train on the CPU only so far: --device cpu");
   Context& ctx = Context::default_for(device);
   const Precision precision = choose_precision(o.precision, device, o.deterministic);
   apply_math_mode(precision, ctx.numerics());
@@ -145,6 +168,7 @@ int run(const Options& o) {
   model.allocate(ctx);
   Generator generator(1);
   model.initialize(ctx, generator);
+  distributed::broadcast_parameters(*communicator, model.parameters());
   if (!o.check_out.empty()) {
     write_check(ctx, model, description, o);
     return 0;
@@ -183,6 +207,7 @@ int run(const Options& o) {
     Tensor dlogits = Tensor::empty(ctx, logits.shape(), logits.dtype());
     loss.compute(ctx, LossMode::train, logits, y, dlogits);
     model.backward(ctx, dlogits, GradientMode::overwrite);
+    distributed::average_gradients(*communicator, model.parameters());
     optimizer.step(ctx);
   };
   const auto inference_step = [&] { (void)model.forward(ctx, images, Phase::eval); };
@@ -201,6 +226,12 @@ int run(const Options& o) {
   const std::vector<double> train_seconds = time_steps(train_step);
   const std::vector<double> inference_seconds = time_steps(inference_step);
   (void)loss.read(ctx);  // surfaces an invalid label or a kernel error, if any
+  // The world trains at the pace of its slowest rank.
+  std::vector<double> rank_medians(std::size_t(communicator->world_size()), 0.0);
+  rank_medians[std::size_t(communicator->rank())] = median(train_seconds);
+  communicator->all_reduce_sum(std::span<double>(rank_medians));
+  const double train_step_seconds = *std::max_element(rank_medians.begin(), rank_medians.end());
+  if (!communicator->is_root()) return 0;
 
   nlohmann::ordered_json result = {
       {"framework", "cumtl"},
@@ -210,23 +241,25 @@ int run(const Options& o) {
       {"blocks", description.trunk.blocks},
       {"size", o.size},
       {"batch", o.batch},
+      {"world_size", communicator->world_size()},
       {"steps", o.steps},
       {"optimizer", o.optimizer},
       {"data", o.loader ? "loader" : "tensors"},
       {"precision", std::string(precision.name)},
       {"tf32", precision.math == MathMode::tf32},
-      {"train_images_per_second", double(o.batch) / median(train_seconds)},
+      {"train_images_per_second", double(o.batch * communicator->world_size()) / train_step_seconds},
       {"inference_images_per_second", double(o.batch) / median(inference_seconds)},
-      {"train_step_ms_median", 1e3 * median(train_seconds)},
+      {"train_step_ms_median", 1e3 * train_step_seconds},
       {"train_step_ms_mean", 1e3 * mean(train_seconds)},
       {"inference_step_ms_median", 1e3 * median(inference_seconds)},
       {"parameters", model.parameters().parameter_count()}};
   if (o.json) {
     std::printf("%s\n", result.dump().c_str());
   } else {
-    std::printf("%s %s %dpx batch %lld on %s: training %.1f images/s (%.2f ms/step), inference %.1f images/s\n",
+    std::printf("%s %s %dpx batch %lld x %d ranks on %s: training %.1f images/s (%.2f ms/step), inference %.1f "
+                "images/s\n",
                 o.model.c_str(), o.loader ? "with the loader" : "on tensors", o.size, static_cast<long long>(o.batch),
-                result["device"].get<std::string>().c_str(), result["train_images_per_second"].get<double>(),
+                communicator->world_size(), result["device"].get<std::string>().c_str(), result["train_images_per_second"].get<double>(),
                 result["train_step_ms_median"].get<double>(), result["inference_images_per_second"].get<double>());
   }
   return 0;

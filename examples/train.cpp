@@ -11,7 +11,9 @@
 #include <CLI/CLI.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -20,7 +22,11 @@
 #include <string>
 #include <vector>
 
+#include <cumtl/distributed/world.hpp>
 #include <cumtl/train/trainer.hpp>
+#if CUMTL_HAVE_GLOO
+#include <cumtl/distributed/gloo.hpp>
+#endif
 
 #include "program.hpp"
 
@@ -214,13 +220,20 @@ int main(int argc, char** argv) {
   app.add_option("--resume", resume, "Continue the run in this folder from its last checkpoint")->group(run_group);
   app.add_flag("--quiet", quiet, "Print nothing but errors")->group(run_group);
   app.add_flag("--plain", plain, "Log lines instead of a progress bar, even on a terminal")->group(run_group);
+  double rank_timeout = 60;
+  app.add_option("--rank-timeout", rank_timeout,
+                 "Distributed runs: seconds a rank waits for the others before it fails")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber)
+      ->group(run_group);
 
   if (const std::optional<int> status = parse_command_line(app, argc, argv)) return *status;
   if (!resume.empty()) {
     // A resumed run is the stored run: only how it is shown and where it runs may change.
     for (const CLI::Option* option : app.get_options()) {
       const std::string name = option->get_name();
-      if (option->count() > 0 && name != "--resume" && name != "--device" && name != "--quiet" && name != "--plain") {
+      if (option->count() > 0 && name != "--resume" && name != "--device" && name != "--quiet" && name != "--plain" &&
+          name != "--rank-timeout") {
         std::cerr << "cumtl-train: " << name << " cannot be combined with --resume (the run keeps its stored settings)"
                   << "\n\n"
                   << app.help();
@@ -230,12 +243,29 @@ int main(int argc, char** argv) {
   }
   c.scheme = *train::parse_scheme(scheme);
 
+  std::string who = "cumtl-train";
   try {
+    // A launcher (cumtl-launch, torchrun, mpirun, srun) makes this process one rank of a job.
+    const cumtl::distributed::WorldInfo world = cumtl::distributed::world_from_environment();
+    std::shared_ptr<cumtl::distributed::Communicator> communicator;
+    if (world.distributed()) {
+      who += ": rank " + std::to_string(world.rank);
+#if CUMTL_HAVE_GLOO
+      communicator = std::make_shared<cumtl::distributed::GlooCommunicator>(
+          world, cumtl::distributed::GlooOptions{
+                     .timeout = std::chrono::milliseconds(std::int64_t(rank_timeout * 1000))});
+#else
+      CUMTL_FAIL("the environment starts a job of ", world.world_size, " ranks (", world.launcher,
+                 "), but this cumtl-train was built without Gloo (configure with -DCUMTL_GLOO=ON)");
+#endif
+      if (world.rank != 0) quiet = true;
+    }
     train::TrainerOptions options{.run_folder = resume.empty() ? out : resume,
                                   .overwrite = overwrite,
                                   .log = stdout,
                                   .interactive = !plain && train::Progress::is_terminal(stdout),
-                                  .quiet = quiet};
+                                  .quiet = quiet,
+                                  .communicator = communicator};
     std::unique_ptr<train::Trainer> trainer =
         resume.empty() ? std::make_unique<train::Trainer>(c, options)
                        : train::Trainer::resume(options, app.count("--device") > 0 ? c.device : std::string());
@@ -255,7 +285,7 @@ int main(int argc, char** argv) {
     }
     return 0;
   } catch (const std::exception& error) {
-    std::cerr << "cumtl-train: error: " << error.what() << "\n";
+    std::cerr << who << ": error: " << error.what() << "\n";
     return 1;
   }
 }

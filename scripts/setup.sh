@@ -13,6 +13,7 @@ packages=(
   libopenblas-dev    # sgemm/dgemm for the CPU convolution and linear layers
   libcli11-dev       # command-line parsing for the programs in examples/
   nlohmann-json3-dev # JSON: safetensors headers, run files, cuDNN device fixtures
+  libgloo-dev        # Gloo: collectives between CPU ranks for data-parallel training
 )
 
 missing=()

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cumtl/data/loader.hpp"
+#include "cumtl/distributed/communicator.hpp"
 #include "cumtl/loss/metrics.hpp"
 #include "cumtl/loss/multitask_loss.hpp"
 #include "cumtl/models/multi_head.hpp"
@@ -60,6 +61,7 @@ Evaluation evaluate(Context& ctx, MultiHeadModel<T>& model, MultiTaskLoss& loss,
   const std::int64_t columns = model.logit_count();
   double loss_sum = 0;
   while (std::optional<data::Batch> batch = loader.next()) {
+    if (batch->size == 0) continue;  // a rank's shard of a last batch shorter than the world
     const Tensor logits = model.forward(ctx, batch->images, Phase::eval);
     Tensor unused;
     loss.compute(ctx, LossMode::evaluate, logits, batch->labels, unused);
@@ -96,6 +98,38 @@ Evaluation evaluate(Context& ctx, MultiHeadModel<T>& model, MultiTaskLoss& loss,
   }
   result.loss = result.images > 0 ? loss_sum / double(result.images) : 0;
   return result;
+}
+
+// Makes every rank's evaluation of its shard of a split the evaluation of the
+// whole split: the counts behind every metric are summed over the ranks, so
+// the metrics equal a single process's. The loss is the mean of the shards'
+// batch losses weighted by their sizes.
+inline void sum_over_ranks(Evaluation& evaluation, distributed::Communicator& communicator) {
+  if (communicator.world_size() == 1) return;
+  std::vector<std::int64_t> tallies{evaluation.images};
+  const auto pack = [&](const auto& metrics) {
+    if (!metrics) return;
+    const auto& flat = metrics->tallies();
+    tallies.insert(tallies.end(), flat.begin(), flat.end());
+  };
+  pack(evaluation.emotion);
+  pack(evaluation.compound);
+  pack(evaluation.au);
+  double loss_sum = evaluation.loss * double(evaluation.images);
+  communicator.all_reduce_sum(std::span<std::int64_t>(tallies));
+  communicator.all_reduce_sum(std::span<double>(&loss_sum, 1));
+  evaluation.images = tallies[0];
+  std::size_t at = 1;
+  const auto unpack = [&](auto& metrics) {
+    if (!metrics) return;
+    const std::size_t size = metrics->tallies().size();
+    metrics->set_tallies(std::span<const std::int64_t>(tallies).subspan(at, size));
+    at += size;
+  };
+  unpack(evaluation.emotion);
+  unpack(evaluation.compound);
+  unpack(evaluation.au);
+  evaluation.loss = evaluation.images > 0 ? loss_sum / double(evaluation.images) : 0;
 }
 
 }  // namespace cumtl::train

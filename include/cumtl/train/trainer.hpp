@@ -27,10 +27,12 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -40,6 +42,8 @@
 #include "cumtl/core/device.hpp"
 #include "cumtl/core/precision.hpp"
 #include "cumtl/data/loader.hpp"
+#include "cumtl/distributed/communicator.hpp"
+#include "cumtl/distributed/data_parallel.hpp"
 #include "cumtl/io/checkpoint.hpp"
 #include "cumtl/models/multi_head.hpp"
 #include "cumtl/optim/optimizer.hpp"
@@ -85,6 +89,12 @@ struct TrainerOptions {
   // reached the host: a few steps after its own (the host does not wait for
   // the GPU each step), and for every step before an epoch ends or the run stops.
   std::function<void(const StepLoss&)> on_step_loss;
+  // Data-parallel training: this process is one rank of the communicator's
+  // world (null: a world of one). Every rank builds the same Trainer; rank 0's
+  // parameters are broadcast at the start; each step trains on this rank's
+  // shard of a batch of `batch` x world-size samples and averages the
+  // gradients over the ranks; rank 0 alone writes the run folder and logs.
+  std::shared_ptr<distributed::Communicator> communicator;
 };
 
 struct RunResult {
@@ -149,8 +159,13 @@ class Trainer {
         heads_(head_specs(config_)),
         data_(make_training_data(config_, image_size_)),
         model_(spec_, heads_),
-        loss_(heads_, loss_options(config_)) {
+        loss_(heads_, loss_options(config_)),
+        communicator_(options_.communicator ? options_.communicator
+                                            : std::make_shared<distributed::SingleProcess>()) {
     CUMTL_REQUIRE(config_.batch > 0, "--batch must be positive, got ", config_.batch);
+    CUMTL_REQUIRE(!distributed() || device_.is_cpu(), "distributed training runs on the CPU engine only so far ",
+                  "(the GPU engine, NCCL, is not built yet): pass --device cpu");
+    if (!communicator_->is_root()) options_.quiet = true;
     CUMTL_REQUIRE(config_.epochs > 0 || config_.steps > 0, "--epochs must be positive, got ", config_.epochs);
     CUMTL_REQUIRE(config_.keep_checkpoints >= 1, "--keep-checkpoints must be at least 1");
     CUMTL_REQUIRE(config_.loader_threads >= 0, "--loader-threads must be >= 0");
@@ -163,13 +178,18 @@ class Trainer {
     data::LoaderOptions train_options{.image_size = image_size_,
                                       .augment = augmentation.has_value(),
                                       .threads = std::size_t(config_.loader_threads),
-                                      .skip_bad = config_.skip_bad};
+                                      .skip_bad = config_.skip_bad,
+                                      .shard_rank = std::size_t(communicator_->rank()),
+                                      .shard_count = std::size_t(world_size())};
     if (augmentation) train_options.augmentation = *augmentation;
     train_loader_.emplace(*ctx_,
                           data::MultiDomainSampler(data_.train, data_.ratios, data_.epoch_dataset,
-                                                   std::size_t(config_.batch), config_.seed, scheme),
+                                                   std::size_t(config_.batch * world_size()), config_.seed, scheme),
                           heads_, train_options);
     batches_per_epoch_ = std::int64_t(train_loader_->batches_per_epoch());
+    const std::size_t shortest = train_loader_->sampler().batch_length(std::size_t(batches_per_epoch_ - 1));
+    CUMTL_REQUIRE(shortest >= std::size_t(world_size()), "the epoch's last batch has ", shortest,
+                  " samples, fewer than the ", world_size(), " ranks: choose another --batch");
     total_steps_ = config_.steps > 0 ? config_.steps : config_.epochs * batches_per_epoch_;
     epochs_ = (total_steps_ + batches_per_epoch_ - 1) / batches_per_epoch_;
 
@@ -178,6 +198,7 @@ class Trainer {
     model_.initialize(*ctx_, generator);
     make_optimizer();
     make_schedule();
+    if (distributed()) join_ranks();
   }
 
   // A run continued from the newest checkpoint in `options.run_folder`, with
@@ -204,6 +225,8 @@ class Trainer {
   std::int64_t total_steps() const noexcept { return total_steps_; }
   std::int64_t batches_per_epoch() const noexcept { return batches_per_epoch_; }
   int input_size() const noexcept { return image_size_; }
+  int world_size() const noexcept { return communicator_->world_size(); }
+  bool distributed() const noexcept { return world_size() > 1; }
 
   ModelDescription description() const {
     return ModelDescription{spec_, heads_, image_size_, ops::imagenet_mean, ops::imagenet_std, loss_.options()};
@@ -212,7 +235,7 @@ class Trainer {
   // Trains to the end, or until `stop` becomes true (then writes a checkpoint at
   // the current step and returns with finished = false).
   RunResult run(const std::atomic<bool>& stop) {
-    prepare_folder();
+    on_root("prepare the run folder", [&] { prepare_folder(); });
     say_plan();
     RunResult result;
     while (step_ < total_steps_) {
@@ -239,6 +262,66 @@ class Trainer {
     if (options_.quiet) return;
     std::fprintf(options_.log, format, args...);
     std::fflush(options_.log);
+  }
+
+  // Checks that every rank runs the same configuration and model, then gives
+  // every rank rank 0's parameters and buffers.
+  void join_ranks() {
+    const std::string identity = to_json(config_).dump() + " parameters " +
+                                 std::to_string(model_.parameters().parameter_count()) + " buffers " +
+                                 std::to_string(model_.parameters().buffer_values().numel());
+    std::uint64_t fingerprint = 14695981039346656037ull;  // FNV-1a
+    for (const char c : identity) fingerprint = (fingerprint ^ std::uint8_t(c)) * 1099511628211ull;
+    std::uint64_t roots = fingerprint;
+    communicator_->broadcast(std::as_writable_bytes(std::span(&roots, 1)), 0);
+    std::int64_t differing = roots != fingerprint;
+    communicator_->all_reduce_sum(std::span(&differing, 1));
+    CUMTL_REQUIRE(roots == fingerprint, "rank ", communicator_->rank(), " runs another configuration or model than ",
+                  "rank 0 (every rank must get the same arguments and data)");
+    CUMTL_REQUIRE(differing == 0, differing, " of the ", world_size(), " ranks run another configuration or model ",
+                  "than rank 0 (every rank must get the same arguments and data)");
+    distributed::broadcast_parameters(*communicator_, model_.parameters());
+  }
+
+  // Every rank stops at the same step: at the first where any rank was asked to.
+  bool should_stop(const std::atomic<bool>& stop) {
+    std::int64_t asked = stop.load() || step_ == options_.pause_at_step;
+    if (distributed()) communicator_->all_reduce_sum(std::span(&asked, 1));
+    return asked > 0;
+  }
+
+  // The loss and image counts are this rank's own as training goes; gathering
+  // leaves the world's totals on rank 0 and zero elsewhere, so gathering again
+  // adds only what came since.
+  void gather_counts() {
+    if (!distributed()) return;
+    double loss_sum = epoch_loss_sum_;
+    std::int64_t counts[] = {epoch_images_, images_trained_};
+    communicator_->all_reduce_sum(std::span(&loss_sum, 1));
+    communicator_->all_reduce_sum(std::span(counts));
+    const bool root = communicator_->is_root();
+    epoch_loss_sum_ = root ? loss_sum : 0;
+    epoch_images_ = root ? counts[0] : 0;
+    images_trained_ = root ? counts[1] : 0;
+  }
+
+  // Runs `write` on rank 0 alone; every rank learns whether it worked, so a
+  // failure there stops them all at once instead of after a timeout.
+  template <class Write>
+  void on_root(const char* what, Write&& write) {
+    std::exception_ptr error;
+    std::int64_t failed = 0;
+    if (communicator_->is_root()) {
+      try {
+        write();
+      } catch (...) {
+        error = std::current_exception();
+        failed = 1;
+      }
+    }
+    if (distributed()) communicator_->all_reduce_sum(std::span(&failed, 1));
+    if (error) std::rethrow_exception(error);
+    CUMTL_REQUIRE(failed == 0, "rank 0 failed to ", what, " (its error says why)");
   }
 
   void make_optimizer() {
@@ -319,6 +402,9 @@ class Trainer {
         std::string(name_of(config_.scheme)).c_str(), std::string(name_of(loss_.options().normalization)).c_str(),
         static_cast<long long>(total_steps_), static_cast<long long>(config_.batch), static_cast<long long>(epochs_),
         static_cast<long long>(batches_per_epoch_));
+    if (distributed())
+      log("ranks: %d (%s), %lld images per rank per step\n", world_size(), communicator_->engine().c_str(),
+          static_cast<long long>(config_.batch));
     if (resumed_) log("resuming at step %lld\n", static_cast<long long>(step_));
   }
 
@@ -344,7 +430,7 @@ class Trainer {
     };
     bool stopped = false;
     for (std::int64_t b = first; b < last; ++b) {
-      if (stop.load() || step_ == options_.pause_at_step) {
+      if (should_stop(stop)) {
         stopped = true;
         break;
       }
@@ -354,6 +440,7 @@ class Trainer {
       Tensor dlogits = Tensor::empty(*ctx_, logits.shape(), logits.dtype());
       loss_.compute(*ctx_, LossMode::train, logits, batch->labels, dlogits);
       model_.backward(*ctx_, dlogits, GradientMode::overwrite);
+      distributed::average_gradients(*communicator_, model_.parameters());
       optimizer_->step(*ctx_, schedule_.lr(step_));
       const std::optional<StepLoss> due = step_losses_.push(*ctx_, loss_, step_, std::int64_t(batch->size));
       ++step_;
@@ -370,12 +457,14 @@ class Trainer {
 
   void finish_epoch(std::int64_t epoch) {
     const auto started = std::chrono::steady_clock::now();
+    gather_counts();
     nlohmann::json record = {{"epoch", epoch + 1},
                              {"step", step_},
                              {"train_loss", epoch_images_ > 0 ? epoch_loss_sum_ / double(epoch_images_) : 0.0},
                              {"lr", schedule_.lr(std::max<std::int64_t>(step_ - 1, 0))}};
     const bool last = step_ >= total_steps_;
     const bool due = last || (config_.eval_every > 0 && (epoch + 1) % config_.eval_every == 0);
+    if (due) distributed::broadcast_buffers(*communicator_, model_.parameters());
     for (std::size_t s = 0; due && s < data_.evaluation.size(); ++s) {
       Evaluation evaluation = evaluate_split(s);
       record.update(evaluation.metrics(data_.evaluation[s].name));
@@ -387,7 +476,7 @@ class Trainer {
     history_.push_back(record);
     epoch_loss_sum_ = 0;
     epoch_images_ = 0;
-    write_history();
+    on_root("write metrics.jsonl", [&] { write_history(); });
     print_row(record);
   }
 
@@ -396,10 +485,15 @@ class Trainer {
                                 .augment = false,
                                 .threads = std::size_t(config_.loader_threads),
                                 .skip_bad = config_.skip_bad};
-    data::Loader loader(*ctx_, data::MultiDomainSampler(data_.evaluation[s].dataset, std::size_t(config_.batch), 0),
-                        heads_, options);
+    options.shard_rank = std::size_t(communicator_->rank());
+    options.shard_count = std::size_t(world_size());
+    data::Loader loader(
+        *ctx_, data::MultiDomainSampler(data_.evaluation[s].dataset, std::size_t(config_.batch * world_size()), 0),
+        heads_, options);
     loader.start_epoch(0);
-    return evaluate(*ctx_, model_, loss_, loader);
+    Evaluation evaluation = evaluate(*ctx_, model_, loss_, loader);
+    sum_over_ranks(evaluation, *communicator_);
+    return evaluation;
   }
 
   void print_row(const nlohmann::json& record) {
@@ -427,6 +521,7 @@ class Trainer {
   }
 
   std::filesystem::path save_checkpoint() {
+    gather_counts();
     const nlohmann::json state = {{"history", history_},
                                   {"epoch_loss_sum", epoch_loss_sum_},
                                   {"epoch_images", epoch_images_},
@@ -443,10 +538,12 @@ class Trainer {
                          .sampler_position = step_ % batches_per_epoch_};
     contents.configuration = configuration.dump();
     const std::filesystem::path file = detail::checkpoint_folder(options_.run_folder) / detail::checkpoint_name(step_);
-    io::save_checkpoint(*ctx_, file, contents);
-    std::vector<std::filesystem::path> all = detail::list_checkpoints(options_.run_folder);
-    for (std::size_t i = 0; i + std::size_t(config_.keep_checkpoints) < all.size(); ++i)
-      std::filesystem::remove(all[i]);
+    on_root("write a checkpoint", [&] {
+      io::save_checkpoint(*ctx_, file, contents);
+      std::vector<std::filesystem::path> all = detail::list_checkpoints(options_.run_folder);
+      for (std::size_t i = 0; i + std::size_t(config_.keep_checkpoints) < all.size(); ++i)
+        std::filesystem::remove(all[i]);
+    });
     return file;
   }
 
@@ -465,6 +562,7 @@ class Trainer {
     epoch_images_ = state.at("epoch_images").get<std::int64_t>();
     train_seconds_ = state.at("train_seconds").get<double>();
     images_trained_ = state.at("images_trained").get<std::int64_t>();
+    if (!communicator_->is_root()) epoch_loss_sum_ = 0, epoch_images_ = 0, images_trained_ = 0;  // rank 0 holds the world's
     resumed_ = true;
   }
 
@@ -485,12 +583,16 @@ class Trainer {
     summary["model"] = model_name(config_, device_.is_cuda());
     summary["image_size"] = image_size_;
     summary["batch"] = config_.batch;
+    summary["world_size"] = world_size();
+    summary["global_batch"] = config_.batch * world_size();
     summary["seed"] = config_.seed;
 
-    write_model_description(run / "model.json", description());
-    io::export_model_weights(*ctx_, model_.parameters(), run / "weights.safetensors");
-    detail::write_text(run / "summary.json", summary.dump(2) + "\n");
-    detail::write_text(run / "report.html", render_report_html(report_data(summary)));
+    on_root("write the final outputs", [&] {
+      write_model_description(run / "model.json", description());
+      io::export_model_weights(*ctx_, model_.parameters(), run / "weights.safetensors");
+      detail::write_text(run / "summary.json", summary.dump(2) + "\n");
+      detail::write_text(run / "report.html", render_report_html(report_data(summary)));
+    });
     return summary;
   }
 
@@ -511,7 +613,8 @@ class Trainer {
         {"scheme", std::string(name_of(config_.scheme))},
         {"loss normalization", std::string(name_of(loss_.options().normalization))},
         {"optimizer", config_.optimizer + ", lr " + nlohmann::json(lr_).dump() + ", " + config_.schedule},
-        {"steps", std::to_string(step_) + " of batch " + std::to_string(config_.batch)},
+        {"steps", std::to_string(step_) + " of batch " + std::to_string(config_.batch * world_size())},
+        {"ranks", std::to_string(world_size()) + (distributed() ? " (" + communicator_->engine() + ")" : "")},
         {"seed", std::to_string(config_.seed)}};
     for (const nlohmann::json& record : history_) {
       ReportEpoch epoch{.epoch = record["epoch"].get<std::int64_t>(), .train_loss = record["train_loss"].get<double>()};
@@ -563,6 +666,7 @@ class Trainer {
   std::optional<Evaluation> last_evaluation_;
   bool resumed_ = false;
   bool table_header_printed_ = false;
+  std::shared_ptr<distributed::Communicator> communicator_;
 };
 
 }  // namespace cumtl::train

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Data-parallel cumtl-train with every rank a process on loopback (the CPU engine), run as a user runs it.
+
+    CUMTL_DISTRIBUTED_BIN=build/examples CUMTL_DISTRIBUTED_OUT=/tmp/dist tests/programs/test_distributed.py [Launch|Resume|Failure]
+
+Launch: cumtl-launch starts 2 ranks; one run folder, whose summary states the world; rank 1 prints nothing.
+Resume: a 2-rank run stopped with Ctrl-C and resumed ends bit for bit like the uninterrupted 2-rank run.
+Failure: a rank killed mid-run makes the other exit with the error within the time bound; cumtl-launch stops the
+others and names the rank; ranks started with other settings refuse to train.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+BIN = os.environ.get("CUMTL_DISTRIBUTED_BIN", "")
+OUT = os.environ.get("CUMTL_DISTRIBUTED_OUT", "")
+TRAIN = os.path.join(BIN, "cumtl-train")
+LAUNCH = os.path.join(BIN, "cumtl-launch")
+
+# A small run: 4 epochs of 2 x 8 faces of 32 px per step on the compact model, a few seconds.
+SMALL = ["--device", "cpu", "--synth-train", "640", "--synth-test", "64", "--size", "32", "--batch", "8",
+         "--epochs", "4", "--loader-threads", "1", "--plain"]
+# Long enough never to finish while a test stops it.
+LONG = SMALL[:SMALL.index("--epochs")] + ["--epochs", "1000"] + SMALL[SMALL.index("--epochs") + 2:]
+# What a dead rank may cost the survivors: the error must come well before --rank-timeout would.
+BOUND_SECONDS = 30
+
+
+def folder(name):
+    path = os.path.join(OUT, name)
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return path
+
+
+def launch(*arguments, **options):
+    return subprocess.run([LAUNCH, "--nproc-per-node", "2", "--", TRAIN, *arguments], capture_output=True,
+                          text=True, timeout=300, **options)
+
+
+def rank_environment(rank, port):
+    return dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2",
+                MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+
+
+def free_port():
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def read_bytes(path):
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def wait_for_line(stream, text, seconds=120):
+    """Reads `stream` until a line contains `text`; returns what was read."""
+    deadline = time.monotonic() + seconds
+    seen = []
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if not line:
+            break
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+    raise AssertionError(f"no line with {text!r} in:\n{''.join(seen)}")
+
+
+@unittest.skipUnless(BIN and OUT, "CUMTL_DISTRIBUTED_BIN and CUMTL_DISTRIBUTED_OUT name the programs and a folder")
+class Launch(unittest.TestCase):
+    def test_two_ranks_write_one_run_folder_that_states_the_world(self):
+        run = folder("launch/run")
+        result = launch(*SMALL, "--out", run)
+        self.assertEqual(result.returncode, 0, result.stderr + result.stdout)
+        with open(os.path.join(run, "summary.json")) as file:
+            summary = json.load(file)
+        self.assertEqual(summary["world_size"], 2)
+        self.assertEqual(summary["batch"], 8)
+        self.assertEqual(summary["global_batch"], 16)
+        self.assertEqual(summary["epochs"], 4)
+        self.assertGreater(summary["emotion_accuracy"], 0.0)
+        # Rank 0 alone logs: one plan, one table, one final line.
+        self.assertEqual(result.stdout.count("final ("), 1, result.stdout)
+        self.assertEqual(result.stdout.count("ranks: 2 (gloo over TCP)"), 1, result.stdout)
+        self.assertEqual(sorted(os.listdir(run)),
+                         ["checkpoints", "metrics.jsonl", "model.json", "report.html", "summary.json",
+                          "weights.safetensors"])
+        with open(os.path.join(run, "metrics.jsonl")) as file:
+            self.assertEqual(len(file.read().splitlines()), 4)
+
+
+@unittest.skipUnless(BIN and OUT, "CUMTL_DISTRIBUTED_BIN and CUMTL_DISTRIBUTED_OUT name the programs and a folder")
+class Resume(unittest.TestCase):
+    def test_a_stopped_and_resumed_run_ends_like_the_uninterrupted_one(self):
+        whole = folder("resume/whole")
+        result = launch(*SMALL, "--out", whole)
+        self.assertEqual(result.returncode, 0, result.stderr)
+
+        parted = folder("resume/parted")
+        process = subprocess.Popen([LAUNCH, "--nproc-per-node", "2", "--", TRAIN, *SMALL, "--out", parted],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)
+        wait_for_line(process.stdout, "epoch 2/4 step 11/")
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole process group, as a terminal sends it
+        _, errors = process.communicate(timeout=120)
+        self.assertEqual(process.returncode, 130, errors)
+        self.assertFalse(os.path.exists(os.path.join(parted, "summary.json")))
+        checkpoints = os.listdir(os.path.join(parted, "checkpoints"))
+        self.assertTrue(checkpoints, "no checkpoint after the stop")
+
+        result = launch("--resume", parted)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("resuming at step", result.stdout)
+        with open(os.path.join(whole, "weights.safetensors"), "rb") as a, \
+                open(os.path.join(parted, "weights.safetensors"), "rb") as b:
+            self.assertTrue(a.read() == b.read(), "the resumed run's weights differ from the uninterrupted run's")
+        timing = {"train_seconds", "images_per_second"}
+        for name in ("metrics.jsonl",):
+            with open(os.path.join(whole, name)) as a, open(os.path.join(parted, name)) as b:
+                for line_a, line_b in zip(a, b):
+                    record_a = {k: v for k, v in json.loads(line_a).items() if k not in timing}
+                    record_b = {k: v for k, v in json.loads(line_b).items() if k not in timing}
+                    self.assertEqual(record_a, record_b)
+
+
+@unittest.skipUnless(BIN and OUT, "CUMTL_DISTRIBUTED_BIN and CUMTL_DISTRIBUTED_OUT name the programs and a folder")
+class Failure(unittest.TestCase):
+    def test_a_killed_rank_makes_the_other_exit_with_the_error(self):
+        port = free_port()
+        run = folder("failure/killed")
+        ranks = [subprocess.Popen([TRAIN, *LONG, "--out", run, "--rank-timeout", "120"],
+                                  env=rank_environment(rank, port), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for rank in (0, 1)]
+        try:
+            wait_for_line(ranks[0].stdout, "step 11/")
+            ranks[1].kill()
+            killed = time.monotonic()
+            _, errors = ranks[0].communicate(timeout=BOUND_SECONDS + 60)
+            waited = time.monotonic() - killed
+        finally:
+            for process in ranks:
+                if process.poll() is None:
+                    process.kill()
+                process.communicate()
+        self.assertEqual(ranks[0].returncode, 1, errors)
+        self.assertIn("cumtl-train: rank 0: error", errors)
+        self.assertIn("another rank died", errors)
+        self.assertLess(waited, BOUND_SECONDS, errors)
+        self.assertFalse(os.path.exists(os.path.join(run, "summary.json")))
+        self.assertFalse(os.path.exists(os.path.join(run, "weights.safetensors")))
+
+    def test_cumtl_launch_stops_the_other_ranks_and_names_the_dead_one(self):
+        run = folder("failure/launch")
+        process = subprocess.Popen([LAUNCH, "--nproc-per-node", "2", "--grace", "5", "--", TRAIN, *LONG, "--out", run],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for_line(process.stdout, "step 11/")
+            children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True)
+            pids = [int(pid) for pid in children.stdout.split()]
+            self.assertEqual(len(pids), 2, children.stdout)
+            rank1 = next(pid for pid in pids if b"\0RANK=1\0" in b"\0" + read_bytes(f"/proc/{pid}/environ"))
+            os.kill(rank1, signal.SIGKILL)
+            killed = time.monotonic()
+            _, errors = process.communicate(timeout=BOUND_SECONDS + 60)
+            waited = time.monotonic() - killed
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        self.assertEqual(process.returncode, 128 + signal.SIGKILL, errors)
+        self.assertIn(f"rank 1 (pid {rank1}) was killed by signal 9", errors)
+        self.assertLess(waited, BOUND_SECONDS, errors)
+        self.assertFalse(subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True).stdout)
+
+    def test_ranks_with_other_settings_refuse_to_train(self):
+        port = free_port()
+        run = folder("failure/mismatch")
+        ranks = [subprocess.Popen([TRAIN, *SMALL, "--out", run, "--seed", str(seed), "--rank-timeout", "60"],
+                                  env=rank_environment(rank, port), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for rank, seed in ((0, 1), (1, 2))]
+        outputs = [process.communicate(timeout=120) for process in ranks]
+        for rank, (process, (_, errors)) in enumerate(zip(ranks, outputs)):
+            self.assertEqual(process.returncode, 1, errors)
+            self.assertIn("another configuration or model than rank 0", errors)
+        self.assertFalse(os.path.exists(os.path.join(run, "metrics.jsonl")))
+
+
+if __name__ == "__main__":
+    unittest.main(argv=sys.argv[:1] + sys.argv[1:], verbosity=2)
