@@ -147,7 +147,8 @@ inline nlohmann::json read_checkpoint_configuration(const std::filesystem::path&
 
 class Trainer {
  public:
-  // Validates the configuration and opens every dataset; touches no file.
+  // Validates the configuration and opens every dataset; touches no file. In a
+  // world of several ranks, also checks that they agree and takes rank 0's parameters.
   Trainer(TrainConfig config, TrainerOptions options)
       : config_(std::move(config)),
         options_(std::move(options)),
