@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -179,25 +180,33 @@ int main(int argc, char** argv) {
       for (const Rank& rank : ranks)
         if (!rank.status) ::kill(rank.pid, SIGKILL);
     }
-    int status = 0;
-    const pid_t ended = ::waitpid(-1, &status, WNOHANG);
-    if (ended <= 0) {
+    // Every rank that has ended, so that ranks which ended together are judged together.
+    std::vector<Rank*> failed;
+    for (int status = 0;;) {
+      const pid_t ended = ::waitpid(-1, &status, WNOHANG);
+      if (ended <= 0) break;
+      for (Rank& rank : ranks) {
+        if (rank.pid != ended) continue;
+        rank.status = status;
+        --running;
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 130) interrupted = true;
+        if (!(WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 130))) failed.push_back(&rank);
+      }
+    }
+    if (failed.empty()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       continue;
     }
-    for (Rank& rank : ranks) {
-      if (rank.pid != ended) continue;
-      rank.status = status;
-      --running;
-      if (WIFEXITED(status) && WEXITSTATUS(status) == 130) interrupted = true;
-      const bool failed = !(WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 130));
-      if (failed && !kill_at) {
-        failure = exit_code(status);
-        const std::string why =
-            "rank " + std::to_string(rank.rank) + " (pid " + std::to_string(rank.pid) + ") " + describe(status);
-        stop_others(why.c_str());
-      }
-    }
+    if (kill_at) continue;  // already stopping: these are the ranks that were told to
+    // A rank killed by a signal is the cause, ranks that exit with an error on losing it the effect, in whichever
+    // order the kernel hands them over.
+    const auto cause =
+        std::find_if(failed.begin(), failed.end(), [](const Rank* rank) { return WIFSIGNALED(*rank->status); });
+    const Rank& culprit = **(cause != failed.end() ? cause : failed.begin());
+    failure = exit_code(*culprit.status);
+    const std::string why = "rank " + std::to_string(culprit.rank) + " (pid " + std::to_string(culprit.pid) + ") " +
+                            describe(*culprit.status);
+    stop_others(why.c_str());
   }
   if (failure) return *failure;
   return interrupted ? 130 : 0;
