@@ -204,6 +204,9 @@ int main(int argc, char** argv) {
   app.add_flag("--deterministic", c.deterministic,
                "Bit-reproducible GPU runs (deterministic cuDNN engines; fp32 unless --precision says otherwise)")
       ->group(run_group);
+  app.add_flag("--sync-bn", c.sync_batch_norm,
+               "Distributed runs: batch norm normalizes with the statistics of every rank's shard (the global batch)")
+      ->group(run_group);
   app.add_option("--loader-threads", c.loader_threads, "Decode threads (0: all cores but one)")
       ->capture_default_str()
       ->group(run_group);

@@ -15,8 +15,10 @@
 #include <cumtl/distributed/gloo.hpp>
 #include <cumtl/distributed/tcp_store.hpp>
 #include <cumtl/distributed/world.hpp>
+#include <cumtl/ops/batchnorm.hpp>
 #include <cumtl/train/evaluate.hpp>
 
+#include "../support/shards.hpp"
 #include "../support/testing.hpp"
 
 namespace distributed = cumtl::distributed;
@@ -239,6 +241,91 @@ TEST_SUITE("distributed") {
       CHECK(evaluation.au->counts(1).true_positives == 1);
       CHECK(evaluation.au->counts(1).false_negatives == 1);
     });
+  }
+
+  TEST_CASE("synchronized batch norm: three ranks' shards normalize and backpropagate like the whole batch") {
+    using cumtl::Shape;
+    using cumtl::Tensor;
+    using cumtl_test::shard_of;
+    constexpr int world = 3;
+    constexpr std::int64_t channels = 5;
+    const Shape batch{6, 2, 3, channels}, vector{channels};
+    const auto f64 = cumtl::ScalarType::f64;
+    const Tensor x = cumtl_test::random_tensor<double>(batch, 1, -1, 3);
+    const Tensor residual = cumtl_test::random_tensor<double>(batch, 2);
+    const Tensor dy = cumtl_test::random_tensor<double>(batch, 3);
+    const Tensor gamma = cumtl_test::random_tensor<double>(vector, 4, 0.5, 1.5);
+    const Tensor beta = cumtl_test::random_tensor<double>(vector, 5);
+    struct Outputs {
+      Tensor y, mean, invstd, running_mean, running_var, dx, dresidual, dgamma, dbeta;
+    };
+    // Training forward and backward of relu(bn(x) + residual), the end of a residual block.
+    const auto run = [&](cumtl::Context& ctx, const Tensor& input, const Tensor& skip, const Tensor& output_gradient,
+                         distributed::Communicator* ranks) {
+      Outputs out{.y = Tensor::empty(input.shape(), f64),
+                  .mean = Tensor::empty(vector, f64),
+                  .invstd = Tensor::empty(vector, f64),
+                  .running_mean = cumtl_test::random_tensor<double>(vector, 6),
+                  .running_var = cumtl_test::random_tensor<double>(vector, 7, 1, 2),
+                  .dx = Tensor::empty(input.shape(), f64),
+                  .dresidual = Tensor::empty(input.shape(), f64),
+                  .dgamma = Tensor::empty(vector, f64),
+                  .dbeta = Tensor::empty(vector, f64)};
+      cumtl::ops::batchnorm_forward_train(ctx, input, gamma, beta, skip, cumtl::Activation::relu, 0.1, 1e-5,
+                                          out.running_mean, out.running_var, out.mean, out.invstd, out.y, ranks);
+      cumtl::ops::batchnorm_backward(ctx, output_gradient, input, out.y, gamma, out.mean, out.invstd,
+                                     cumtl::Activation::relu, out.dx, out.dresidual, out.dgamma, out.dbeta,
+                                     cumtl::GradientMode::overwrite, ranks);
+      return out;
+    };
+    cumtl::Context cpu;
+    const Outputs whole = run(cpu, x, residual, dy, nullptr);
+    const auto values = [](const Tensor& tensor) {
+      cumtl::Context ctx;
+      return tensor.to_vector<double>(ctx);
+    };
+
+    with_gloo_world(world, [&](distributed::Communicator& communicator) {
+      const int rank = communicator.rank();
+      cumtl::Context ctx;
+      const Outputs own = run(ctx, shard_of<double>(x, rank, world), shard_of<double>(residual, rank, world),
+                              shard_of<double>(dy, rank, world), &communicator);
+      std::vector<double> dgamma = values(own.dgamma), dbeta = values(own.dbeta);
+      communicator.all_reduce_sum(std::span(dgamma));
+      communicator.all_reduce_sum(std::span(dbeta));
+      // Double sums of 36 values in another order: a few units of 2^-53 relative to the terms. Each rank's own
+      // statistics instead would be off by tenths.
+      constexpr double bound = 1e-12;
+      CHECK(cumtl_test::max_relative_error(values(own.mean), values(whole.mean), 1) < bound);
+      CHECK(cumtl_test::max_relative_error(values(own.invstd), values(whole.invstd), 1) < bound);
+      CHECK(cumtl_test::max_relative_error(values(own.running_mean), values(whole.running_mean), 1) < bound);
+      CHECK(cumtl_test::max_relative_error(values(own.running_var), values(whole.running_var), 1) < bound);
+      CHECK(cumtl_test::max_relative_error(values(own.y), values(shard_of<double>(whole.y, rank, world)), 1) < bound);
+      CHECK(cumtl_test::max_relative_error(values(own.dx), values(shard_of<double>(whole.dx, rank, world)), 1) < bound);
+      CHECK(values(own.dresidual) == values(shard_of<double>(whole.dresidual, rank, world)));
+      CHECK(cumtl_test::max_relative_error(dgamma, values(whole.dgamma), 1) < bound);
+      CHECK(cumtl_test::max_relative_error(dbeta, values(whole.dbeta), 1) < bound);
+    });
+  }
+
+  TEST_CASE("synchronized batch norm: over a world of one it is the plain layer, bit for bit") {
+    cumtl::Context cpu;
+    const cumtl::Shape batch{4, 3}, vector{3};
+    const cumtl::Tensor x = cumtl_test::random_tensor<float>(batch, 1);
+    const cumtl::Tensor gamma = cumtl_test::random_tensor<float>(vector, 2),
+                        beta = cumtl_test::random_tensor<float>(vector, 3);
+    const auto forward = [&](distributed::Communicator* ranks) {
+      cumtl::Tensor running_mean = cumtl::Tensor::zeros(vector, cumtl::ScalarType::f32);
+      cumtl::Tensor running_var = cumtl::Tensor::zeros(vector, cumtl::ScalarType::f32);
+      cumtl::Tensor mean = cumtl::Tensor::empty(vector, cumtl::ScalarType::f32);
+      cumtl::Tensor invstd = cumtl::Tensor::empty(vector, cumtl::ScalarType::f32);
+      cumtl::Tensor y = cumtl::Tensor::empty(batch, cumtl::ScalarType::f32);
+      cumtl::ops::batchnorm_forward_train(cpu, x, gamma, beta, cumtl::Tensor(), cumtl::Activation::none, 0.1, 1e-5,
+                                          running_mean, running_var, mean, invstd, y, ranks);
+      return y.to_vector<float>(cpu);
+    };
+    distributed::SingleProcess alone;
+    CHECK(forward(&alone) == forward(nullptr));
   }
 
   TEST_CASE("gloo: a rank that leaves makes the others' next collective fail, naming them") {

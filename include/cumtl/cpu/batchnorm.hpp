@@ -10,9 +10,17 @@
 // The rows are cut into blocks of about block_elements values, which the
 // context's threads take in turn; per-block results are combined in block
 // order, so the result does not depend on the number of threads.
+//
+// Synchronized batch norm (data-parallel training, the batch split over
+// ranks): given a ChannelSumsOverRanks, forward_train and backward normalize
+// with the whole batch's statistics and gradient sums, which they obtain by
+// summing per-channel values over the ranks (three sums of C + 1, C and 2C + 1
+// doubles per layer and step). Every rank must take part in every call.
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <vector>
 
 #include "cumtl/core/context.hpp"
@@ -20,6 +28,10 @@
 #include "cumtl/kernels/batchnorm.cuh"
 
 namespace cumtl::cpu {
+
+// Replaces every rank's values by their elementwise sum over the ranks (the
+// same bits on every rank), e.g. a communicator's all-reduce.
+using ChannelSumsOverRanks = std::function<void(std::span<double>)>;
 
 namespace detail {
 
@@ -241,6 +253,27 @@ void batchnorm_input_gradient_rows(std::int64_t rows, std::int64_t channels, con
   }
 }
 
+// The whole batch's moments from the ranks' own (each rank's `mean` and `m2`
+// of `count` rows, replaced by the whole's): the sums of x and the counts give
+// the whole mean; each rank's m2 + count·(its mean − whole mean)², summed,
+// is the whole m2 (Chan, Golub and LeVeque's merge, one term per rank).
+inline void merge_moments_over_ranks(const ChannelSumsOverRanks& sum_over_ranks, std::vector<double>& mean,
+                                     std::vector<double>& m2, double& count) {
+  const std::size_t channels = mean.size();
+  std::vector<double> totals(channels + 1);
+  for (std::size_t c = 0; c < channels; ++c) totals[c] = mean[c] * count;
+  totals[channels] = count;
+  sum_over_ranks(totals);
+  const double whole = totals[channels];
+  for (std::size_t c = 0; c < channels; ++c) {
+    const double whole_mean = totals[c] / whole, deviation = mean[c] - whole_mean;
+    m2[c] += count * deviation * deviation;
+    mean[c] = whole_mean;
+  }
+  sum_over_ranks(m2);
+  count = whole;
+}
+
 }  // namespace detail
 
 // y = act(bn(x) + residual) with a given normalization; shared by train and eval.
@@ -264,7 +297,8 @@ void batchnorm_apply(ThreadPool& threads, std::int64_t rows, std::int64_t channe
 template <class T>
 void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x, const T* gamma,
                              const T* beta, const T* residual, Activation activation, double momentum, double eps,
-                             T* running_mean, T* running_var, T* saved_mean, T* saved_invstd, T* y) {
+                             T* running_mean, T* running_var, T* saved_mean, T* saved_invstd, T* y,
+                             const ChannelSumsOverRanks* sum_over_ranks = nullptr) {
   ThreadPool& threads = ctx.cpu_threads();
   const std::size_t width = static_cast<std::size_t>(channels);
   const detail::RowBlocks blocks(rows, channels);
@@ -288,8 +322,9 @@ void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t chann
     }
     merged = total;
   }
+  if (sum_over_ranks != nullptr) detail::merge_moments_over_ranks(*sum_over_ranks, mean, m2, merged);
   for (std::int64_t c = 0; c < channels; ++c)
-    kernels::batchnorm_store_statistics(c, mean[std::size_t(c)], m2[std::size_t(c)], double(rows), momentum, eps,
+    kernels::batchnorm_store_statistics(c, mean[std::size_t(c)], m2[std::size_t(c)], merged, momentum, eps,
                                         running_mean, running_var, saved_mean, saved_invstd);
   batchnorm_apply(threads, rows, channels, x, residual, gamma, beta,
                   kernels::BatchnormNormalization<T>{saved_mean, saved_invstd, nullptr, eps}, activation, y);
@@ -306,7 +341,8 @@ void batchnorm_forward_eval(Context& ctx, std::int64_t rows, std::int64_t channe
 template <class T>
 void batchnorm_backward(Context& ctx, std::int64_t rows, std::int64_t channels, const T* dy, const T* x, const T* y,
                         const T* gamma, const T* saved_mean, const T* saved_invstd, Activation activation, T* dx,
-                        T* dresidual, T* dgamma, T* dbeta, GradientMode mode) {
+                        T* dresidual, T* dgamma, T* dbeta, GradientMode mode,
+                        const ChannelSumsOverRanks* sum_over_ranks = nullptr) {
   ThreadPool& threads = ctx.cpu_threads();
   const bool relu = activation == Activation::relu;
   const std::size_t width = static_cast<std::size_t>(channels);
@@ -322,16 +358,23 @@ void batchnorm_backward(Context& ctx, std::int64_t rows, std::int64_t channels, 
       detail::batchnorm_gradient_sums<false>(count, channels, dy + offset, x + offset, static_cast<const T*>(nullptr),
                                              saved_mean, sum, sum + channels);
   });
-  const double* dpre_sum = sums.data();
-  const double* centered_sum = sums.data() + channels;
+  const auto channel_sums = [&](const std::vector<double>& from, std::int64_t c) {
+    return kernels::BatchnormChannelGradient{from[std::size_t(c)],
+                                             double(saved_invstd[c]) * from[std::size_t(c) + width]};
+  };
+  // γ and β's gradients are this rank's (data-parallel training averages them with the other parameters); x's
+  // gradient subtracts the whole batch's means of dpre and dpre·x̂.
+  std::vector<double> whole = sums;
+  whole.push_back(double(rows));
+  if (sum_over_ranks != nullptr) (*sum_over_ranks)(whole);
 
   detail::BatchnormGradientColumns<T> affine(width);
   for (std::int64_t c = 0; c < channels; ++c) {
-    const kernels::BatchnormChannelGradient channel{dpre_sum[c], double(saved_invstd[c]) * centered_sum[c]};
-    kernels::batchnorm_store_gradient(dgamma[c], channel.dgamma, mode == GradientMode::accumulate);
-    kernels::batchnorm_store_gradient(dbeta[c], channel.dbeta, mode == GradientMode::accumulate);
-    affine.set(std::size_t(c),
-               kernels::batchnorm_gradient_affine(saved_mean[c], saved_invstd[c], gamma[c], channel, double(rows)));
+    const kernels::BatchnormChannelGradient own = channel_sums(sums, c);
+    kernels::batchnorm_store_gradient(dgamma[c], own.dgamma, mode == GradientMode::accumulate);
+    kernels::batchnorm_store_gradient(dbeta[c], own.dbeta, mode == GradientMode::accumulate);
+    affine.set(std::size_t(c), kernels::batchnorm_gradient_affine(saved_mean[c], saved_invstd[c], gamma[c],
+                                                                  channel_sums(whole, c), whole.back()));
   }
 
   detail::with_relu_and_residual(relu, dresidual != nullptr, [&]<bool Relu, bool Residual>() {

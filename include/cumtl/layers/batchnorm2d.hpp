@@ -4,6 +4,9 @@
 // residual block: relu(bn(x) + shortcut) in one pass over memory).
 // Parameters "<name>.weight" (γ) and "<name>.bias" (β), buffers
 // "<name>.running_mean" and "<name>.running_var", as PyTorch names them.
+// In data-parallel training it normalizes with each rank's own batch, or, once
+// synchronize_statistics() names the ranks, with the whole batch's statistics
+// (PyTorch's SyncBatchNorm; ops/batchnorm.hpp says what is summed).
 
 #include <string>
 
@@ -56,9 +59,9 @@ class BatchNorm2d {
     }
     saved_mean_ = Tensor::empty(ctx, Shape{channels_}, scalar_type_v<T>);
     saved_invstd_ = Tensor::empty(ctx, Shape{channels_}, scalar_type_v<T>);
-    ops::batchnorm_forward_train(ctx, x, gamma_->value, beta_->value, residual, options_.activation,
-                                 options_.momentum, options_.eps, running_mean_->value, running_var_->value,
-                                 saved_mean_, saved_invstd_, y);
+    ops::batchnorm_forward_train(ctx, x, gamma_->value, beta_->value, residual, options_.activation, options_.momentum,
+                                 options_.eps, running_mean_->value, running_var_->value, saved_mean_, saved_invstd_, y,
+                                 synchronize_over_);
     input_ = x;
     output_ = y;
     had_residual_ = residual.defined();
@@ -70,10 +73,15 @@ class BatchNorm2d {
     Gradients gradients{Tensor::empty(ctx, input_.shape(), scalar_type_v<T>), Tensor()};
     if (had_residual_) gradients.residual = Tensor::empty(ctx, input_.shape(), scalar_type_v<T>);
     ops::batchnorm_backward(ctx, dy, input_, output_, gamma_->value, saved_mean_, saved_invstd_, options_.activation,
-                            gradients.input, gradients.residual, gamma_->gradient, beta_->gradient, mode);
+                            gradients.input, gradients.residual, gamma_->gradient, beta_->gradient, mode,
+                            synchronize_over_);
     input_ = output_ = saved_mean_ = saved_invstd_ = Tensor();
     return gradients;
   }
+
+  // Training statistics over the whole batch of `ranks` (null: this process's batch alone). The communicator must
+  // outlive the layer's use of it.
+  void synchronize_statistics(distributed::Communicator* ranks) noexcept { synchronize_over_ = ranks; }
 
   const std::string& name() const noexcept { return name_; }
 
@@ -89,6 +97,7 @@ class BatchNorm2d {
   Buffer* running_var_ = nullptr;
   Tensor input_, output_, saved_mean_, saved_invstd_;
   bool had_residual_ = false;
+  distributed::Communicator* synchronize_over_ = nullptr;
 };
 
 }  // namespace cumtl

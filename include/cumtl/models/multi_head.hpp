@@ -77,6 +77,9 @@ class MultiHeadModel {
     features_ = Tensor();
   }
 
+  // Data-parallel training: the trunk's batch norms normalize with the whole batch of `ranks` (null: each rank's own).
+  void synchronize_batch_norm(distributed::Communicator* ranks) noexcept { trunk_.synchronize_batch_norm(ranks); }
+
   // The features of the last forward pass ([N, feature_count]), e.g. for a probe trained on a frozen trunk.
   const Tensor& features() const noexcept { return features_; }
 

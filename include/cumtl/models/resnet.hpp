@@ -72,6 +72,7 @@ class ResidualBlock {
   virtual void initialize(Context& ctx, Generator& generator) = 0;
   virtual Tensor forward(Context& ctx, const Tensor& x, Phase phase) = 0;
   virtual Tensor backward(Context& ctx, const Tensor& dy, GradientMode mode) = 0;
+  virtual void synchronize_batch_norm(distributed::Communicator* ranks) noexcept = 0;
 };
 
 namespace detail {
@@ -92,6 +93,7 @@ class Projection {
   Tensor backward(Context& ctx, const Tensor& dy, GradientMode mode) {
     return conv_.backward(ctx, bn_.backward(ctx, dy, mode).input, mode);
   }
+  void synchronize_batch_norm(distributed::Communicator* ranks) noexcept { bn_.synchronize_statistics(ranks); }
 
  private:
   Conv2d<T> conv_;
@@ -145,6 +147,12 @@ class BasicBlock final : public ResidualBlock<T> {
     return dx;
   }
 
+  void synchronize_batch_norm(distributed::Communicator* ranks) noexcept override {
+    bn1_.synchronize_statistics(ranks);
+    bn2_.synchronize_statistics(ranks);
+    if (projection_) projection_->synchronize_batch_norm(ranks);
+  }
+
  private:
   Conv2d<T> conv1_;
   BatchNorm2d<T> bn1_;
@@ -192,6 +200,13 @@ class Bottleneck final : public ResidualBlock<T> {
     Tensor dx = conv1_.backward(ctx, bn1_.backward(ctx, dh1, mode).input, mode);
     detail::add_shortcut_gradient(ctx, projection_, out.residual, mode, dx);
     return dx;
+  }
+
+  void synchronize_batch_norm(distributed::Communicator* ranks) noexcept override {
+    bn1_.synchronize_statistics(ranks);
+    bn2_.synchronize_statistics(ranks);
+    bn3_.synchronize_statistics(ranks);
+    if (projection_) projection_->synchronize_batch_norm(ranks);
   }
 
  private:
@@ -259,6 +274,12 @@ class ResNet {
     for (auto block = blocks_.rbegin(); block != blocks_.rend(); ++block) dh = (*block)->backward(ctx, dh, mode);
     if (stem_pool_) dh = stem_pool_->backward(ctx, dh);
     stem_conv_.backward(ctx, stem_bn_.backward(ctx, dh, mode).input, mode, InputGradient::skip);
+  }
+
+  // Every batch norm's training statistics over the whole batch of `ranks` (null: each rank's own batch).
+  void synchronize_batch_norm(distributed::Communicator* ranks) noexcept {
+    stem_bn_.synchronize_statistics(ranks);
+    for (auto& block : blocks_) block->synchronize_batch_norm(ranks);
   }
 
  private:

@@ -26,6 +26,15 @@
 //       the gradient of the pre-activation sum (dy masked by the ReLU); dgamma and
 //       dbeta are overwritten or added to per `mode`. Needs M ≥ 2.
 //
+// Synchronized batch norm: given a communicator of several ranks (the last
+// argument of forward_train and backward; null or a world of one: this
+// process's batch alone), the rows of every rank make one batch. forward_train
+// normalizes with, and adds to the running statistics, the whole batch's mean
+// and variance; backward gives x the gradient of the whole batch's loss (the
+// sum of the ranks' losses) and γ, β this rank's share of it, which
+// data-parallel training averages with the other gradients. Every rank must
+// call it for every layer in the same order. CPU tensors only so far.
+//
 // Aliasing: y may be the residual tensor itself (an in-place add), and
 // dresidual may be dy itself; otherwise no output may overlap an input or
 // another output (in particular dx may not overlap dy). Shapes, scalar types,
@@ -36,10 +45,13 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <optional>
+#include <span>
 #include <string_view>
 
 #include "cumtl/core/modes.hpp"
 #include "cumtl/cpu/batchnorm.hpp"
+#include "cumtl/distributed/communicator.hpp"
 #include "cumtl/ops/dispatch.hpp"
 
 namespace cumtl::detail {
@@ -105,6 +117,17 @@ inline void batchnorm_require_no_overlap(std::string_view operation,
   }
 }
 
+// The sums over the ranks of synchronized batch norm; null for a batch of this process alone.
+inline std::optional<cpu::ChannelSumsOverRanks> batchnorm_sums_over_ranks(std::string_view operation,
+                                                                          distributed::Communicator* ranks,
+                                                                          const Tensor& x) {
+  if (ranks == nullptr || ranks->world_size() == 1) return std::nullopt;
+  CUMTL_REQUIRE(x.device().is_cpu(), operation,
+                ": synchronized batch norm runs on CPU tensors only so far (GPU ranks need the NCCL engine), x is ",
+                x.description());
+  return cpu::ChannelSumsOverRanks([ranks](std::span<double> values) { ranks->all_reduce_sum(values); });
+}
+
 template <class T>
 const T* batchnorm_optional(const Tensor& tensor) {
   return tensor.defined() ? tensor.data<T>() : nullptr;
@@ -121,7 +144,7 @@ namespace cumtl::ops {
 inline void batchnorm_forward_train(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta,
                                     const Tensor& residual, Activation activation, double momentum, double eps,
                                     Tensor& running_mean, Tensor& running_var, Tensor& saved_mean, Tensor& saved_invstd,
-                                    Tensor& y) {
+                                    Tensor& y, distributed::Communicator* synchronize_over = nullptr) {
   constexpr std::string_view op = "ops::batchnorm_forward_train";
   detail::require_on_context(ctx, op, {{"x", x}, {"gamma", gamma}, {"beta", beta}});
   if (residual.defined()) detail::require_on_context(ctx, op, "residual", residual);
@@ -155,10 +178,18 @@ inline void batchnorm_forward_train(Context& ctx, const Tensor& x, const Tensor&
                                        &residual);
 
   const std::int64_t rows = x.numel() / channels;
+  const std::optional<cpu::ChannelSumsOverRanks> over_ranks =
+      detail::batchnorm_sums_over_ranks(op, synchronize_over, x);
   dispatch_floating(x.dtype(), op, [&]<class T>() {
-    CUMTL_DISPATCH(ctx, T, batchnorm_forward_train, ctx, rows, channels, x.data<T>(), gamma.data<T>(), beta.data<T>(),
-                   detail::batchnorm_optional<T>(residual), activation, momentum, eps, running_mean.data<T>(),
-                   running_var.data<T>(), saved_mean.data<T>(), saved_invstd.data<T>(), y.data<T>());
+    if (over_ranks)
+      cpu::batchnorm_forward_train<T>(ctx, rows, channels, x.data<T>(), gamma.data<T>(), beta.data<T>(),
+                                      detail::batchnorm_optional<T>(residual), activation, momentum, eps,
+                                      running_mean.data<T>(), running_var.data<T>(), saved_mean.data<T>(),
+                                      saved_invstd.data<T>(), y.data<T>(), &*over_ranks);
+    else
+      CUMTL_DISPATCH(ctx, T, batchnorm_forward_train, ctx, rows, channels, x.data<T>(), gamma.data<T>(), beta.data<T>(),
+                     detail::batchnorm_optional<T>(residual), activation, momentum, eps, running_mean.data<T>(),
+                     running_var.data<T>(), saved_mean.data<T>(), saved_invstd.data<T>(), y.data<T>());
   });
 }
 
@@ -198,7 +229,8 @@ inline void batchnorm_forward_eval(Context& ctx, const Tensor& x, const Tensor& 
 
 inline void batchnorm_backward(Context& ctx, const Tensor& dy, const Tensor& x, const Tensor& y, const Tensor& gamma,
                                const Tensor& saved_mean, const Tensor& saved_invstd, Activation activation, Tensor& dx,
-                               Tensor& dresidual, Tensor& dgamma, Tensor& dbeta, GradientMode mode) {
+                               Tensor& dresidual, Tensor& dgamma, Tensor& dbeta, GradientMode mode,
+                               distributed::Communicator* synchronize_over = nullptr) {
   constexpr std::string_view op = "ops::batchnorm_backward";
   const bool relu = activation == Activation::relu;
   detail::require_on_context(ctx, op, {{"dy", dy}, {"x", x}});
@@ -231,11 +263,19 @@ inline void batchnorm_backward(Context& ctx, const Tensor& dy, const Tensor& x, 
                                        &dresidual, &dy);
 
   const std::int64_t rows = x.numel() / channels;
+  const std::optional<cpu::ChannelSumsOverRanks> over_ranks =
+      detail::batchnorm_sums_over_ranks(op, synchronize_over, x);
   dispatch_floating(x.dtype(), op, [&]<class T>() {
-    CUMTL_DISPATCH(ctx, T, batchnorm_backward, ctx, rows, channels, dy.data<T>(), x.data<T>(),
-                   relu ? y.data<T>() : nullptr, gamma.data<T>(), saved_mean.data<T>(), saved_invstd.data<T>(),
-                   activation, dx.data<T>(), detail::batchnorm_optional<T>(dresidual), dgamma.data<T>(),
-                   dbeta.data<T>(), mode);
+    const T* mask = relu ? y.data<T>() : nullptr;
+    if (over_ranks)
+      cpu::batchnorm_backward<T>(ctx, rows, channels, dy.data<T>(), x.data<T>(), mask, gamma.data<T>(),
+                                 saved_mean.data<T>(), saved_invstd.data<T>(), activation, dx.data<T>(),
+                                 detail::batchnorm_optional<T>(dresidual), dgamma.data<T>(), dbeta.data<T>(), mode,
+                                 &*over_ranks);
+    else
+      CUMTL_DISPATCH(ctx, T, batchnorm_backward, ctx, rows, channels, dy.data<T>(), x.data<T>(), mask, gamma.data<T>(),
+                     saved_mean.data<T>(), saved_invstd.data<T>(), activation, dx.data<T>(),
+                     detail::batchnorm_optional<T>(dresidual), dgamma.data<T>(), dbeta.data<T>(), mode);
   });
 }
 

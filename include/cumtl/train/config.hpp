@@ -108,6 +108,7 @@ struct TrainConfig {
   std::string device = "auto";     // auto, cpu, cuda, cuda:N
   std::string precision = "auto";  // auto, fp32, tf32, bf16, fp16 (core/precision.hpp)
   bool deterministic = false;
+  bool sync_batch_norm = false;  // distributed runs: batch norm statistics over every rank's shard
   std::int64_t loader_threads = 0;
   std::int64_t keep_checkpoints = 2;
   std::int64_t eval_every = 1;  // evaluate every this many epochs (0: only after the last); the last always
@@ -163,6 +164,7 @@ inline nlohmann::json to_json(const TrainConfig& c) {
       {"device", c.device},
       {"precision", c.precision},
       {"deterministic", c.deterministic},
+      {"sync_batch_norm", c.sync_batch_norm},
       {"loader_threads", c.loader_threads},
       {"keep_checkpoints", c.keep_checkpoints},
       {"eval_every", c.eval_every},
@@ -235,6 +237,7 @@ inline TrainConfig config_from_json(const nlohmann::json& j) {
   read("device", c.device);
   read("precision", c.precision);
   read("deterministic", c.deterministic);
+  read("sync_batch_norm", c.sync_batch_norm);
   read("loader_threads", c.loader_threads);
   read("keep_checkpoints", c.keep_checkpoints);
   read("eval_every", c.eval_every);

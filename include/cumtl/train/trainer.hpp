@@ -200,6 +200,7 @@ class Trainer {
     make_optimizer();
     make_schedule();
     if (distributed()) join_ranks();
+    if (distributed() && config_.sync_batch_norm) model_.synchronize_batch_norm(communicator_.get());
   }
 
   // A run continued from the newest checkpoint in `options.run_folder`, with
@@ -404,8 +405,9 @@ class Trainer {
         static_cast<long long>(total_steps_), static_cast<long long>(config_.batch), static_cast<long long>(epochs_),
         static_cast<long long>(batches_per_epoch_));
     if (distributed())
-      log("ranks: %d (%s), %lld images per rank per step\n", world_size(), communicator_->engine().c_str(),
-          static_cast<long long>(config_.batch));
+      log("ranks: %d (%s), %lld images per rank per step, batch norm %s\n", world_size(),
+          communicator_->engine().c_str(), static_cast<long long>(config_.batch),
+          config_.sync_batch_norm ? "over the global batch" : "per rank");
     if (resumed_) log("resuming at step %lld\n", static_cast<long long>(step_));
   }
 
@@ -586,6 +588,7 @@ class Trainer {
     summary["batch"] = config_.batch;
     summary["world_size"] = world_size();
     summary["global_batch"] = config_.batch * world_size();
+    summary["sync_batch_norm"] = distributed() && config_.sync_batch_norm;
     summary["seed"] = config_.seed;
 
     on_root("write the final outputs", [&] {
@@ -615,7 +618,10 @@ class Trainer {
         {"loss normalization", std::string(name_of(loss_.options().normalization))},
         {"optimizer", config_.optimizer + ", lr " + nlohmann::json(lr_).dump() + ", " + config_.schedule},
         {"steps", std::to_string(step_) + " of batch " + std::to_string(config_.batch * world_size())},
-        {"ranks", std::to_string(world_size()) + (distributed() ? " (" + communicator_->engine() + ")" : "")},
+        {"ranks", std::to_string(world_size()) +
+                      (distributed() ? " (" + communicator_->engine() +
+                                           (config_.sync_batch_norm ? ", synchronized batch norm" : "") + ")"
+                                     : "")},
         {"seed", std::to_string(config_.seed)}};
     for (const nlohmann::json& record : history_) {
       ReportEpoch epoch{.epoch = record["epoch"].get<std::int64_t>(), .train_loss = record["train_loss"].get<double>()};
