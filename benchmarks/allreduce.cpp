@@ -1,8 +1,10 @@
 // cumtl-bench-allreduce: the float all-reduce of data-parallel training, timed
-// per message size on the communicator cumtl-train uses (Gloo on CPU ranks).
-// Started by a launcher, one process per rank:
+// per message size on an engine cumtl-train uses: Gloo on host memory (CPU
+// ranks) or, in a build with NCCL, NCCL on GPU memory (one GPU per rank, GPU
+// LOCAL_RANK). Started by a launcher, one process per rank:
 //
-//   cumtl-launch --nproc-per-node 2 -- cumtl-bench-allreduce [--max-bytes 67108864] [--seconds 0.5]
+//   cumtl-launch --nproc-per-node 2 -- cumtl-bench-allreduce [--engine gloo|nccl] [--max-bytes 67108864] [--seconds
+//   0.5]
 //
 // Rank 0 prints one row per size, with bandwidths as nccl-tests defines them:
 // algorithm bandwidth = bytes / time; bus bandwidth = algorithm bandwidth ×
@@ -17,9 +19,15 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <memory>
+#include <string>
 #include <vector>
 
+#include <cumtl/core/tensor.hpp>
 #include <cumtl/distributed/gloo.hpp>
+#if CUMTL_HAVE_NCCL
+#include <cumtl/distributed/nccl.hpp>
+#endif
 
 int main(int argc, char** argv) {
   CLI::App app{"Times the float all-reduce between the ranks a launcher started.", "cumtl-bench-allreduce"};
@@ -29,23 +37,42 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t(4096), std::int64_t(1) << 32));
   app.add_option("--seconds", seconds, "Time spent on each size")->capture_default_str()->check(CLI::PositiveNumber);
+  std::string engine_name = "gloo";
+  app.add_option("--engine", engine_name, "gloo (host memory) or nccl (GPU memory, in a build with NCCL)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"gloo", "nccl"}));
   CLI11_PARSE(app, argc, argv);
   try {
     const cumtl::distributed::WorldInfo world = cumtl::distributed::world_from_environment();
+    // Gloo also carries the loop's control and the timings, on the host.
     cumtl::distributed::GlooCommunicator communicator(world);
+    std::unique_ptr<cumtl::distributed::Communicator> nccl;
+    if (engine_name == "nccl") {
+#if CUMTL_HAVE_NCCL
+      nccl = std::make_unique<cumtl::distributed::NcclCommunicator>(
+          communicator, cumtl::Context::default_for(cumtl::Device::cuda(world.local_rank)));
+#else
+      CUMTL_FAIL("--engine nccl: this cumtl-bench-allreduce was built without NCCL (CUMTL_NCCL)");
+#endif
+    }
+    cumtl::distributed::Communicator& engine = nccl ? *nccl : communicator;
+    cumtl::Context& ctx = cumtl::Context::default_for(engine.memory());
     const int ranks = communicator.world_size();
     if (communicator.is_root())
-      std::printf("# %s, %d ranks on %d node(s)\n%12s %12s %14s %14s\n", communicator.engine().c_str(), ranks,
-                  world.nodes, "bytes", "time_us", "algbw_GB/s", "busbw_GB/s");
+      std::printf("# %s on %s, %d ranks on %d node(s)\n%12s %12s %14s %14s\n", engine.engine().c_str(),
+                  engine.memory().str().c_str(), ranks, world.nodes, "bytes", "time_us", "algbw_GB/s", "busbw_GB/s");
     for (std::int64_t bytes = 4096; bytes <= max_bytes; bytes *= 4) {
-      std::vector<float> values(std::size_t(bytes) / sizeof(float), 0.0f);  // sums that stay finite
-      communicator.all_reduce_sum(std::span<float>(values));                // warm-up: buffers, connections
+      // Zeros: sums that stay finite.
+      cumtl::Tensor buffer =
+          cumtl::Tensor::zeros(ctx, cumtl::Shape{bytes / std::int64_t(sizeof(float))}, cumtl::ScalarType::f32);
+      const std::span<float> values(buffer.data<float>(), std::size_t(buffer.numel()));
+      engine.all_reduce_sum(values);  // warm-up: buffers, connections
       communicator.barrier();
       // Every rank runs the same number of calls: rank 0 decides from its clock and tells the others.
       std::int64_t calls = 0;
       const auto started = std::chrono::steady_clock::now();
       for (std::int64_t more = 1; more > 0;) {
-        communicator.all_reduce_sum(std::span<float>(values));
+        engine.all_reduce_sum(values);
         ++calls;
         more = communicator.is_root() &&
                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() < seconds;

@@ -27,6 +27,9 @@
 #if CUMTL_HAVE_GLOO
 #include <cumtl/distributed/gloo.hpp>
 #endif
+#if CUMTL_HAVE_NCCL
+#include <cumtl/distributed/nccl.hpp>
+#endif
 
 #include "program.hpp"
 
@@ -268,7 +271,15 @@ int main(int argc, char** argv) {
                                   .log = stdout,
                                   .interactive = !plain && train::Progress::is_terminal(stdout),
                                   .quiet = quiet,
-                                  .communicator = communicator};
+                                  .communicator = communicator,
+                                  .local_rank = world.local_rank};
+#if CUMTL_HAVE_NCCL
+    options.device_engine = [rank_timeout](cumtl::distributed::Communicator& host, cumtl::Context& gpu) {
+      return std::make_shared<cumtl::distributed::NcclCommunicator>(
+          host, gpu,
+          cumtl::distributed::NcclOptions{.timeout = std::chrono::milliseconds(std::int64_t(rank_timeout * 1000))});
+    };
+#endif
     std::unique_ptr<train::Trainer> trainer =
         resume.empty() ? std::make_unique<train::Trainer>(c, options)
                        : train::Trainer::resume(options, app.count("--device") > 0 ? c.device : std::string());

@@ -15,6 +15,7 @@
 #include <cumtl/distributed/gloo.hpp>
 #include <cumtl/distributed/tcp_store.hpp>
 #include <cumtl/distributed/world.hpp>
+#include <cumtl/models/multi_head.hpp>
 #include <cumtl/ops/batchnorm.hpp>
 #include <cumtl/train/evaluate.hpp>
 
@@ -210,6 +211,85 @@ TEST_SUITE("distributed") {
       distributed::average_gradients(communicator, store);
       for (std::int64_t i = 0; i < store.gradients().numel(); ++i) CHECK(gradients[i] == float(2 * i));
     });
+  }
+
+  TEST_CASE("data parallel: backward says which gradients are final, from the heads' to the stem's") {
+    cumtl::Context cpu;
+    const cumtl::ResNetSpec spec{.blocks = {1, 2}, .widths = {3, 4}, .stem = cumtl::StemKind::small, .stem_width = 2};
+    cumtl::MultiHeadModel<float> model(
+        spec, {{.name = "emotion", .kind = cumtl::HeadKind::softmax, .outputs = 3, .weight = 1.0}});
+    model.allocate(cpu);
+    cumtl::Generator generator(3);
+    model.initialize(cpu, generator);
+    const cumtl::Tensor logits =
+        model.forward(cpu, cumtl_test::random_tensor<float>({4, 6, 6, 3}, 1), cumtl::Phase::train);
+    // Snapshots of the gradients at each report; a gradient said to be final must not change afterwards.
+    std::vector<std::pair<std::int64_t, std::vector<float>>> reports;
+    model.backward(cpu, cumtl_test::random_tensor<float>(logits.shape(), 2), cumtl::GradientMode::overwrite,
+                   [&](std::int64_t first_final) {
+                     reports.emplace_back(first_final, model.parameters().gradients().to_vector<float>(cpu));
+                   });
+    const std::vector<float> final_gradients = model.parameters().gradients().to_vector<float>(cpu);
+    const std::int64_t total = model.parameters().parameter_count();
+    REQUIRE(reports.size() == 1 + 3 + 1);               // the heads, each block, the stem
+    CHECK(reports.front().first == total - 4 * 3 - 3);  // the heads' weights and biases come last
+    CHECK(reports.back().first == 0);
+    for (std::size_t i = 0; i < reports.size(); ++i) {
+      const auto& [first_final, gradients] = reports[i];
+      INFO("report ", i, ": from element ", first_final, " of ", total);
+      if (i > 0) CHECK(first_final < reports[i - 1].first);
+      CHECK(std::equal(gradients.begin() + first_final, gradients.end(), final_gradients.begin() + first_final));
+    }
+  }
+
+  TEST_CASE("data parallel: gradient buckets start from the end, as backward finishes them, and give the mean") {
+    // One engine for two ranks that hold the same gradients, which records what it is asked to average.
+    class RecordingEngine final : public distributed::Communicator {
+     public:
+      int rank() const noexcept override { return 0; }
+      int world_size() const noexcept override { return 2; }
+      std::string engine() const override { return "recording"; }
+      void all_reduce_sum(std::span<float> values) override {
+        for (float& value : values) value += value;
+      }
+      void all_reduce_sum(std::span<double>) override {}
+      void all_reduce_sum(std::span<std::int64_t>) override {}
+      void broadcast(std::span<std::byte>, int) override {}
+      void barrier() override {}
+      void start_all_reduce_mean(std::span<float> values) override {
+        started.emplace_back(values.data(), values.size());
+        all_reduce_mean(values);
+      }
+      void finish_all_reduces() override { ++finished; }
+      std::vector<std::pair<float*, std::size_t>> started;
+      int finished = 0;
+    };
+    cumtl::Context cpu;
+    cumtl::ParameterStore store;
+    cumtl::Linear<float> first(store, "first", 5, 4), second(store, "second", 4, 3);
+    store.allocate(cpu, cumtl::ScalarType::f32);
+    const std::int64_t total = store.parameter_count();  // 24 + 15 = 39
+    float* gradients = store.gradients().data<float>();
+    for (std::int64_t i = 0; i < total; ++i) gradients[i] = float(i) - 7.5f;
+    const std::vector<float> before(gradients, gradients + total);
+
+    RecordingEngine engine;
+    distributed::GradientBuckets buckets(engine, store, 10 * sizeof(float));
+    CHECK(buckets.buckets() == std::vector<std::pair<std::int64_t, std::int64_t>>{{29, 39}, {19, 29}, {9, 19}, {0, 9}});
+    buckets.ready(24);  // "second" is final: only the last bucket lies wholly there
+    REQUIRE(engine.started.size() == 1);
+    CHECK(engine.started[0] == std::pair{gradients + 29, std::size_t(10)});
+    buckets.ready(24);
+    CHECK(engine.started.size() == 1);
+    buckets.finish();
+    REQUIRE(engine.started.size() == 4);
+    CHECK(engine.started[3] == std::pair{gradients, std::size_t(9)});
+    CHECK(engine.finished == 1);
+    // The mean of two equal ranks is every value itself.
+    CHECK(std::vector<float>(gradients, gradients + total) == before);
+    // The next step starts from the first bucket again.
+    buckets.ready(0);
+    CHECK(engine.started.size() == 8);
   }
 
   TEST_CASE("evaluation: the ranks' shard counts sum to the whole split's metrics") {

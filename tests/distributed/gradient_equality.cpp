@@ -9,7 +9,9 @@
 // statistics synchronized over the ranks, which makes the shards' losses
 // depend on every rank's rows as the whole batch's does; its running
 // statistics must then match the whole batch's too. Rank 0 prints the figures
-// as one JSON line.
+// as one JSON line. With --gpu every rank works on its own GPU (device
+// LOCAL_RANK) and averages over NCCL (built with cumtl::nccl); with fewer GPUs
+// than ranks on the node it exits 77, which ctest reports as skipped.
 // Exit status 0 when the difference is within the bound and every rank holds
 // the same bits, 1 otherwise.
 #include <algorithm>
@@ -17,6 +19,7 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <string_view>
 #include <vector>
@@ -24,6 +27,9 @@
 #include <cumtl/cumtl.hpp>
 #include <cumtl/distributed/data_parallel.hpp>
 #include <cumtl/distributed/gloo.hpp>
+#if CUMTL_HAVE_NCCL
+#include <cumtl/distributed/nccl.hpp>
+#endif
 
 #include "../support/loss_batches.hpp"
 #include "../support/shards.hpp"
@@ -85,34 +91,94 @@ double max_abs_difference(const std::vector<float>& a, const std::vector<float>&
   return difference;
 }
 
+// An engine's collectives on device memory, with values whose sums are exact in any order (also in a world of
+// one, where gradient averaging itself sends nothing).
+void check_device_collectives(Context& ctx, cumtl::distributed::Communicator& engine) {
+  const int rank = engine.rank(), size = engine.world_size();
+  constexpr int count = 1000;
+  std::vector<float> values(count);
+  for (int i = 0; i < count; ++i) values[std::size_t(i)] = float((rank + 1) * i) * 0.25f;
+  Tensor on_device = Tensor::from_vector(values, Shape{count}).to(ctx, ctx.device());
+  engine.all_reduce_sum(std::span(on_device.data<float>(), count));
+  const std::vector<float> summed = on_device.to_vector<float>(ctx);
+  for (int i = 0; i < count; ++i)
+    CUMTL_REQUIRE(summed[std::size_t(i)] == float(size * (size + 1) / 2 * i) * 0.25f, "rank ", rank, ": ",
+                  engine.engine(), " all-reduce gave ", summed[std::size_t(i)], " at ", i);
+  engine.all_reduce_mean(std::span(on_device.data<float>(), count));
+  const std::vector<float> averaged = on_device.to_vector<float>(ctx);
+  for (int i = 0; i < count; ++i) {
+    const double expected = summed[std::size_t(i)], got = averaged[std::size_t(i)];
+    CUMTL_REQUIRE(std::abs(got - expected) <= 1e-6 * std::abs(expected), "rank ", rank, ": ", engine.engine(),
+                  " mean of equal values gave ", got, " for ", expected, " at ", i);
+  }
+  Tensor bytes = Tensor::from_vector(std::vector<std::int32_t>(7, rank), Shape{7}).to(ctx, ctx.device());
+  engine.broadcast(std::as_writable_bytes(std::span(bytes.data<std::int32_t>(), 7)), size - 1);
+  CUMTL_REQUIRE(bytes.to_vector<std::int32_t>(ctx) == std::vector<std::int32_t>(7, size - 1), "rank ", rank, ": ",
+                engine.engine(), " broadcast from rank ", size - 1, " gave other values");
+  engine.barrier();
+}
+
 }  // namespace
+
+constexpr int skipped = 77;  // ctest's SKIP_RETURN_CODE for this test
 
 int main(int argc, char** argv) {
   try {
-    const bool sync_bn = argc > 1 && std::string_view(argv[1]) == "--sync-bn";
+    bool sync_bn = false, gpu = false;
+    for (int i = 1; i < argc; ++i) {
+      const std::string_view argument = argv[i];
+      if (argument == "--sync-bn") {
+        sync_bn = true;
+      } else if (argument == "--gpu") {
+        gpu = true;
+      } else {
+        std::fprintf(stderr, "usage: gradient_equality [--sync-bn] [--gpu]\n");
+        return 2;
+      }
+    }
     const cumtl::distributed::WorldInfo world = cumtl::distributed::world_from_environment();
-    cumtl::distributed::GlooCommunicator communicator(world, {.timeout = std::chrono::seconds(60)});
-    Context ctx;
+    if (gpu && cumtl::cuda_device_count() < world.local_world_size) {
+      if (world.rank == 0)
+        std::printf("skipped: this node runs %d rank(s), one GPU each, and has %d usable GPU(s) (%s)\n",
+                    world.local_world_size, cumtl::cuda_device_count(), cumtl::cuda_unavailable_reason().c_str());
+      return skipped;
+    }
+    cumtl::distributed::GlooCommunicator host(world, {.timeout = std::chrono::seconds(60)});
+    Context& ctx = Context::default_for(gpu ? cumtl::Device::cuda(world.local_rank) : cumtl::Device::cpu());
+    std::unique_ptr<cumtl::distributed::Communicator> device_engine;
+    if (gpu) {
+#if CUMTL_HAVE_NCCL
+      device_engine = std::make_unique<cumtl::distributed::NcclCommunicator>(host, ctx);
+#else
+      std::fprintf(stderr, "gradient_equality: --gpu needs a build with NCCL (cumtl::nccl)\n");
+      return 2;
+#endif
+    }
+    if (device_engine) check_device_collectives(ctx, *device_engine);
+    cumtl::distributed::Communicator& communicator = device_engine ? *device_engine : host;
     cumtl::MultiTaskLoss loss(cumtl_test::flagship_heads(), {.normalization = cumtl::LossNormalization::per_batch});
     Network network(ctx, loss.logit_columns(), sync_bn);
 
+    // The batch is made on the CPU, where the shards are cut, and taken to the rank's device.
     const cumtl_test::Batch batch = cumtl_test::random_batch<float>(loss, batch_rows, 11);
     Tensor x = Tensor::empty(Shape{batch_rows, features}, cumtl::ScalarType::f32);
     cumtl::Generator generator(9);
-    cumtl::ops::uniform(ctx, x, generator, -1, 1);
+    cumtl::ops::uniform(Context::default_for(cumtl::Device::cpu()), x, generator, -1, 1);
+    const auto on_device = [&](const Tensor& tensor) { return tensor.to(ctx, ctx.device()); };
 
     // Running statistics from zero: momentum × the batch's, which the shards' run must reproduce.
     network.store.buffer_values().set_zero(ctx);
-    network.backpropagate(ctx, loss, x, batch.labels);
+    network.backpropagate(ctx, loss, on_device(x), {on_device(batch.labels.classes), on_device(batch.labels.binary)});
     const std::vector<float> whole = network.store.gradients().to_vector<float>(ctx);
     const std::vector<float> whole_buffers = network.store.buffer_values().to_vector<float>(ctx);
     network.store.buffer_values().set_zero(ctx);
 
     const int rank = communicator.rank(), size = communicator.world_size();
     if (network.norm) network.norm->synchronize_statistics(&communicator);
-    const cumtl::MultiTaskLabels shard_labels{cumtl_test::shard_of<std::int32_t>(batch.labels.classes, rank, size),
-                                              cumtl_test::shard_of<std::int8_t>(batch.labels.binary, rank, size)};
-    network.backpropagate(ctx, loss, cumtl_test::shard_of<float>(x, rank, size), shard_labels);
+    const cumtl::MultiTaskLabels shard_labels{
+        on_device(cumtl_test::shard_of<std::int32_t>(batch.labels.classes, rank, size)),
+        on_device(cumtl_test::shard_of<std::int8_t>(batch.labels.binary, rank, size))};
+    network.backpropagate(ctx, loss, on_device(cumtl_test::shard_of<float>(x, rank, size)), shard_labels);
     // Per-batch normalization gives a head without a label in the shard no loss at all; the whole batch's loss
     // is then not the shards' mean, and the check would not test what it says.
     for (double task_loss : loss.read(ctx).task_losses)
@@ -121,9 +187,9 @@ int main(int argc, char** argv) {
     std::vector<float> averaged = network.store.gradients().to_vector<float>(ctx);
 
     std::vector<float> roots = averaged;
-    communicator.broadcast(std::as_writable_bytes(std::span(roots)), 0);
+    host.broadcast(std::as_writable_bytes(std::span(roots)), 0);
     std::int64_t differing_ranks = roots != averaged;
-    communicator.all_reduce_sum(std::span(&differing_ranks, 1));
+    host.all_reduce_sum(std::span(&differing_ranks, 1));
 
     const double largest = max_abs(whole), difference = max_abs_difference(whole, averaged);
     const double relative = difference / largest;
@@ -135,11 +201,11 @@ int main(int argc, char** argv) {
     const double bound = 1e-6;
     if (rank == 0)
       std::printf(
-          "{\"world\": %d, \"sync_bn\": %s, \"parameters\": %zu, \"max_abs_gradient\": %.9g, "
+          "{\"world\": %d, \"engine\": \"%s\", \"sync_bn\": %s, \"parameters\": %zu, \"max_abs_gradient\": %.9g, "
           "\"max_abs_difference\": %.9g, \"relative_difference\": %.3g, \"running_statistics_relative_difference\": "
           "%.3g, \"bound\": %g, \"ranks_with_other_bits\": %lld}\n",
-          size, sync_bn ? "true" : "false", whole.size(), largest, difference, relative, buffer_relative, bound,
-          static_cast<long long>(differing_ranks));
+          size, communicator.engine().c_str(), sync_bn ? "true" : "false", whole.size(), largest, difference, relative,
+          buffer_relative, bound, static_cast<long long>(differing_ranks));
     return relative <= bound && buffer_relative <= bound && differing_ranks == 0 ? 0 : 1;
   } catch (const std::exception& error) {
     std::fprintf(stderr, "gradient_equality: error: %s\n", error.what());

@@ -2,7 +2,9 @@
 // The collectives data-parallel training needs, behind one small interface:
 // all-reduce (sum), broadcast, barrier, the rank and the world size. Engines:
 //   SingleProcess     a world of one: every collective is the identity;
-//   GlooCommunicator  CPU memory over TCP (distributed/gloo.hpp, needs Gloo).
+//   GlooCommunicator  CPU memory over TCP (distributed/gloo.hpp, needs Gloo);
+//   NcclCommunicator  GPU memory (distributed/nccl.hpp, needs NCCL).
+// memory() says where an engine's buffers live.
 // Every rank must call the same collectives in the same order with the same
 // sizes. A collective that cannot complete — a rank died, or did not answer
 // within the communicator's timeout — throws cumtl::Error naming this rank and
@@ -12,6 +14,8 @@
 #include <cstdint>
 #include <span>
 #include <string>
+
+#include "cumtl/core/device.hpp"
 
 namespace cumtl::distributed {
 
@@ -28,10 +32,25 @@ class Communicator {
   virtual void all_reduce_sum(std::span<float> values) = 0;
   virtual void all_reduce_sum(std::span<double> values) = 0;
   virtual void all_reduce_sum(std::span<std::int64_t> values) = 0;
+  // Every rank's `values` becomes the elementwise mean over ranks, in place.
+  virtual void all_reduce_mean(std::span<float> values) {
+    all_reduce_sum(values);
+    const float inverse = 1.0f / float(world_size());
+    for (float& value : values) value *= inverse;
+  }
+  // The mean of all_reduce_mean, started on the engine and finished by finish_all_reduces(): engines that
+  // communicate beside the computation (NCCL on its own stream) return at once, so communication overlaps the
+  // work that follows; the others complete it here. Buffers must stay untouched until then.
+  virtual void start_all_reduce_mean(std::span<float> values) { all_reduce_mean(values); }
+  // After it, the work that follows on this rank sees every started mean complete.
+  virtual void finish_all_reduces() {}
   // Every rank's `bytes` becomes rank `root`'s.
   virtual void broadcast(std::span<std::byte> bytes, int root) = 0;
   // Returns once every rank has called it.
   virtual void barrier() = 0;
+
+  // Where the collectives' buffers are: host memory, or the device an engine for GPU memory works on.
+  virtual Device memory() const { return Device::cpu(); }
 
   bool is_root() const noexcept { return rank() == 0; }
 };

@@ -106,6 +106,15 @@ class ParameterStore {
 
   void zero_gradients(Context& ctx) { gradients_.set_zero(ctx); }
 
+  // Where the parameter declared `index`-th (0-based; parameters().size() for the end) starts in the flat tensors.
+  std::int64_t element_offset(std::size_t index) const {
+    CUMTL_REQUIRE(index <= parameters_.size(), "ParameterStore::element_offset: parameter ", index, " of ",
+                  parameters_.size());
+    std::int64_t offset = 0;
+    for (std::size_t i = 0; i < index; ++i) offset += parameters_[i]->shape.numel();
+    return offset;
+  }
+
   // One tensor of `shape` over the values (or gradients) of `parameters`, which
   // must have been declared one after another: e.g. several heads' weights seen
   // as one matrix, so that all heads run as one GEMM.

@@ -24,6 +24,7 @@ class MultiHeadModel {
       : heads_(std::move(heads)), trunk_(store_, trunk) {
     CUMTL_REQUIRE(!heads_.empty(), "MultiHeadModel: no heads");
     const int features = trunk.feature_count();
+    first_head_parameter_ = store_.parameters().size();
     for (const HeadSpec& head : heads_) {
       CUMTL_REQUIRE(head.outputs > 0, "MultiHeadModel: head '", head.name, "' has ", head.outputs, " outputs");
       head_weights_.push_back(store_.add_parameter("heads." + head.name + ".weight", Shape{head.outputs, features},
@@ -68,12 +69,15 @@ class MultiHeadModel {
     return logits;
   }
 
-  // Adds the parameter gradients (or writes them, per mode) for dL/dlogits.
-  void backward(Context& ctx, const Tensor& dlogits, GradientMode mode = GradientMode::accumulate) {
+  // Adds the parameter gradients (or writes them, per mode) for dL/dlogits; `ready`, when set, hears as they
+  // become final (GradientsReady, models/resnet.hpp), the heads' first.
+  void backward(Context& ctx, const Tensor& dlogits, GradientMode mode = GradientMode::accumulate,
+                const GradientsReady& ready = {}) {
     detail::require_forward_ran("MultiHeadModel", features_);
     Tensor dfeatures = Tensor::empty(ctx, features_.shape(), scalar_type_v<T>);
     ops::linear_backward(ctx, dlogits, features_, weight_, dfeatures, weight_gradient_, bias_gradient_, mode);
-    trunk_.backward(ctx, dfeatures, mode);
+    if (ready) ready(store_.element_offset(first_head_parameter_));
+    trunk_.backward(ctx, dfeatures, mode, ready);
     features_ = Tensor();
   }
 
@@ -89,6 +93,7 @@ class MultiHeadModel {
   ResNet<T> trunk_;
   std::vector<Parameter*> head_weights_, head_biases_;
   std::int64_t logit_count_ = 0;
+  std::size_t first_head_parameter_ = 0;  // the index of the first head weight in the store
   Tensor weight_, weight_gradient_, bias_, bias_gradient_, features_;
 };
 

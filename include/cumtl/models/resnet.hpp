@@ -6,6 +6,7 @@
 // ("layer1.0.conv1.weight", "layer2.0.downsample.1.running_mean").
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -219,13 +220,20 @@ class Bottleneck final : public ResidualBlock<T> {
   std::unique_ptr<detail::Projection<T>> projection_;
 };
 
+// Told during backward that the gradients from a flat-tensor element on are
+// final (ParameterStore::gradients()): backward produces them from the last
+// declared parameter to the first, so the element only decreases. Data-parallel
+// training starts averaging those gradients while backward goes on.
+using GradientsReady = std::function<void(std::int64_t first_final_element)>;
+
 // The trunk: stem, stages ("layer1" … "layerK"), global average pooling.
 // forward maps [N, H, W, in_channels] images to [N, feature_count] features.
 template <class T>
 class ResNet {
  public:
   ResNet(ParameterStore& store, const ResNetSpec& spec)
-      : spec_(spec),
+      : store_(store),
+        spec_(spec),
         stem_conv_(store, "conv1", spec.in_channels, spec.stem_width,
                    spec.stem == StemKind::imagenet ? Conv2dOptions{.kernel = 7, .stride = 2, .padding = 3}
                    : spec.stem == StemKind::small  ? Conv2dOptions{.kernel = 3, .stride = 1, .padding = 1}
@@ -244,6 +252,7 @@ class ResNet {
       for (int index = 0; index < spec.blocks[stage]; ++index) {
         const std::string name = "layer" + std::to_string(stage + 1) + "." + std::to_string(index);
         const int stride = stage > 0 && index == 0 ? 2 : 1;
+        block_first_parameter_.push_back(store.parameters().size());
         if (spec.block == BlockKind::basic)
           blocks_.push_back(std::make_unique<BasicBlock<T>>(store, name, channels, spec.widths[stage], stride));
         else
@@ -268,12 +277,18 @@ class ResNet {
     return pool_.forward(ctx, h);
   }
 
-  // Back from the features' gradient; the images' gradient is not computed.
-  void backward(Context& ctx, const Tensor& dfeatures, GradientMode mode = GradientMode::accumulate) {
+  // Back from the features' gradient; the images' gradient is not computed. `ready`, when set, hears after each
+  // block and after the stem which gradients are final.
+  void backward(Context& ctx, const Tensor& dfeatures, GradientMode mode = GradientMode::accumulate,
+                const GradientsReady& ready = {}) {
     Tensor dh = pool_.backward(ctx, dfeatures);
-    for (auto block = blocks_.rbegin(); block != blocks_.rend(); ++block) dh = (*block)->backward(ctx, dh, mode);
+    for (std::size_t block = blocks_.size(); block-- > 0;) {
+      dh = blocks_[block]->backward(ctx, dh, mode);
+      if (ready) ready(store_.element_offset(block_first_parameter_[block]));
+    }
     if (stem_pool_) dh = stem_pool_->backward(ctx, dh);
     stem_conv_.backward(ctx, stem_bn_.backward(ctx, dh, mode).input, mode, InputGradient::skip);
+    if (ready) ready(0);
   }
 
   // Every batch norm's training statistics over the whole batch of `ranks` (null: each rank's own batch).
@@ -283,11 +298,13 @@ class ResNet {
   }
 
  private:
+  ParameterStore& store_;
   ResNetSpec spec_;
   Conv2d<T> stem_conv_;
   BatchNorm2d<T> stem_bn_;
   std::optional<MaxPool2d<T>> stem_pool_;
   std::vector<std::unique_ptr<ResidualBlock<T>>> blocks_;
+  std::vector<std::size_t> block_first_parameter_;  // per block, the index of its first parameter in the store
   GlobalAvgPool<T> pool_;
 };
 

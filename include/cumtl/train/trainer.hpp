@@ -59,9 +59,10 @@
 namespace cumtl::train {
 
 // The device a --device value names; "auto" is the first GPU if there is one.
-inline Device choose_device(const std::string& text) {
-  if (text == "auto") return cuda_available() ? Device::cuda(0) : Device::cpu();
-  const Device device = Device::parse(text);
+// `local_rank`: the GPU that "auto" and "cuda" mean for this rank of a node's ranks (one GPU each).
+inline Device choose_device(const std::string& text, int local_rank = 0) {
+  if (text == "auto") return cuda_available() ? Device::cuda(local_rank) : Device::cpu();
+  const Device device = text == "cuda" ? Device::cuda(local_rank) : Device::parse(text);
   cumtl::detail::require_usable(device);
   return device;
 }
@@ -95,6 +96,13 @@ struct TrainerOptions {
   // shard of a batch of `batch` x world-size samples and averages the
   // gradients over the ranks; rank 0 alone writes the run folder and logs.
   std::shared_ptr<distributed::Communicator> communicator;
+  // GPU ranks: makes the engine that carries the model's collectives on device
+  // memory (NCCL, distributed/nccl.hpp) from `communicator` and this rank's GPU
+  // context. The communicator itself keeps the host's collectives (agreeing on
+  // a stop, summing counts). Unused on the CPU.
+  std::function<std::shared_ptr<distributed::Communicator>(distributed::Communicator&, Context&)> device_engine;
+  // This rank's place among its node's ranks: device "auto" or "cuda" is GPU local_rank.
+  int local_rank = 0;
 };
 
 struct RunResult {
@@ -152,7 +160,7 @@ class Trainer {
   Trainer(TrainConfig config, TrainerOptions options)
       : config_(std::move(config)),
         options_(std::move(options)),
-        device_(choose_device(config_.device)),
+        device_(choose_device(config_.device, options_.local_rank)),
         precision_(choose_precision(config_.precision, device_, config_.deterministic)),
         ctx_(&Context::default_for(device_)),
         spec_(trunk_spec(config_, device_.is_cuda())),
@@ -161,11 +169,14 @@ class Trainer {
         data_(make_training_data(config_, image_size_)),
         model_(spec_, heads_),
         loss_(heads_, loss_options(config_)),
-        communicator_(options_.communicator ? options_.communicator
-                                            : std::make_shared<distributed::SingleProcess>()) {
+        communicator_(options_.communicator ? options_.communicator : std::make_shared<distributed::SingleProcess>()) {
     CUMTL_REQUIRE(config_.batch > 0, "--batch must be positive, got ", config_.batch);
-    CUMTL_REQUIRE(!distributed() || device_.is_cpu(), "distributed training runs on the CPU engine only so far ",
-                  "(the GPU engine, NCCL, is not built yet): pass --device cpu");
+    if (distributed() && device_.is_cuda()) {
+      CUMTL_REQUIRE(options_.device_engine, "GPU ranks need an engine for device memory, NCCL: build with ",
+                    "-DCUMTL_NCCL=ON, or pass --device cpu");
+      CUMTL_REQUIRE(!config_.sync_batch_norm, "--sync-bn runs on CPU ranks only so far");
+      device_engine_ = options_.device_engine(*communicator_, *ctx_);
+    }
     if (!communicator_->is_root()) options_.quiet = true;
     CUMTL_REQUIRE(config_.epochs > 0 || config_.steps > 0, "--epochs must be positive, got ", config_.epochs);
     CUMTL_REQUIRE(config_.keep_checkpoints >= 1, "--keep-checkpoints must be at least 1");
@@ -199,7 +210,10 @@ class Trainer {
     model_.initialize(*ctx_, generator);
     make_optimizer();
     make_schedule();
-    if (distributed()) join_ranks();
+    if (distributed()) {
+      join_ranks();
+      gradient_buckets_.emplace(model_engine(), model_.parameters());
+    }
     if (distributed() && config_.sync_batch_norm) model_.synchronize_batch_norm(communicator_.get());
   }
 
@@ -282,8 +296,11 @@ class Trainer {
                   "rank 0 (every rank must get the same arguments and data)");
     CUMTL_REQUIRE(differing == 0, differing, " of the ", world_size(), " ranks run another configuration or model ",
                   "than rank 0 (every rank must get the same arguments and data)");
-    distributed::broadcast_parameters(*communicator_, model_.parameters());
+    distributed::broadcast_parameters(model_engine(), model_.parameters());
   }
+
+  // The engine of the model's collectives: NCCL for GPU ranks, else the host communicator.
+  distributed::Communicator& model_engine() const noexcept { return device_engine_ ? *device_engine_ : *communicator_; }
 
   // Every rank stops at the same step: at the first where any rank was asked to.
   bool should_stop(const std::atomic<bool>& stop) {
@@ -406,7 +423,7 @@ class Trainer {
         static_cast<long long>(batches_per_epoch_));
     if (distributed())
       log("ranks: %d (%s), %lld images per rank per step, batch norm %s\n", world_size(),
-          communicator_->engine().c_str(), static_cast<long long>(config_.batch),
+          model_engine().engine().c_str(), static_cast<long long>(config_.batch),
           config_.sync_batch_norm ? "over the global batch" : "per rank");
     if (resumed_) log("resuming at step %lld\n", static_cast<long long>(step_));
   }
@@ -442,8 +459,13 @@ class Trainer {
       const Tensor logits = model_.forward(*ctx_, batch->images, Phase::train);
       Tensor dlogits = Tensor::empty(*ctx_, logits.shape(), logits.dtype());
       loss_.compute(*ctx_, LossMode::train, logits, batch->labels, dlogits);
-      model_.backward(*ctx_, dlogits, GradientMode::overwrite);
-      distributed::average_gradients(*communicator_, model_.parameters());
+      if (gradient_buckets_) {
+        model_.backward(*ctx_, dlogits, GradientMode::overwrite,
+                        [&](std::int64_t first_final) { gradient_buckets_->ready(first_final); });
+        gradient_buckets_->finish();
+      } else {
+        model_.backward(*ctx_, dlogits, GradientMode::overwrite);
+      }
       optimizer_->step(*ctx_, schedule_.lr(step_));
       const std::optional<StepLoss> due = step_losses_.push(*ctx_, loss_, step_, std::int64_t(batch->size));
       ++step_;
@@ -467,7 +489,7 @@ class Trainer {
                              {"lr", schedule_.lr(std::max<std::int64_t>(step_ - 1, 0))}};
     const bool last = step_ >= total_steps_;
     const bool due = last || (config_.eval_every > 0 && (epoch + 1) % config_.eval_every == 0);
-    if (due) distributed::broadcast_buffers(*communicator_, model_.parameters());
+    if (due) distributed::broadcast_buffers(model_engine(), model_.parameters());
     for (std::size_t s = 0; due && s < data_.evaluation.size(); ++s) {
       Evaluation evaluation = evaluate_split(s);
       record.update(evaluation.metrics(data_.evaluation[s].name));
@@ -619,7 +641,7 @@ class Trainer {
         {"optimizer", config_.optimizer + ", lr " + nlohmann::json(lr_).dump() + ", " + config_.schedule},
         {"steps", std::to_string(step_) + " of batch " + std::to_string(config_.batch * world_size())},
         {"ranks", std::to_string(world_size()) +
-                      (distributed() ? " (" + communicator_->engine() +
+                      (distributed() ? " (" + model_engine().engine() +
                                            (config_.sync_batch_norm ? ", synchronized batch norm" : "") + ")"
                                      : "")},
         {"seed", std::to_string(config_.seed)}};
@@ -674,6 +696,8 @@ class Trainer {
   bool resumed_ = false;
   bool table_header_printed_ = false;
   std::shared_ptr<distributed::Communicator> communicator_;
+  std::shared_ptr<distributed::Communicator> device_engine_;      // GPU ranks: NCCL
+  std::optional<distributed::GradientBuckets> gradient_buckets_;  // in a world of several ranks
 };
 
 }  // namespace cumtl::train
