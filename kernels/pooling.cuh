@@ -34,11 +34,17 @@
 // with stride C: coalesced across c, deterministic (a fixed summation order),
 // and parallel enough where it is used, at the end of a trunk (7×7 planes, N·C
 // in the tens of thousands).
+//
+// Every activation type: float and double, and the 2-byte bf16 and f16 of
+// mixed precision, whose sums run in float (compute_t) and are rounded once at
+// the end, so a 2-byte result is the float result on the same inputs rounded
+// (the byte counts above halve). Max pooling selects an input, in any type.
 
 #include <cmath>
 #include <cstdint>
 
 #include "cumtl/core/config.hpp"
+#include "cumtl/core/half.hpp"
 #include "cumtl/kernels/grid.cuh"
 
 namespace cumtl::kernels {
@@ -137,12 +143,18 @@ CUMTL_HOST_DEVICE inline PoolMax<T> max_pool2d_forward_element(Index i, const Po
   const PoolPosition<Index> o = pool_unravel(i, s.out_h, s.out_w, s.channels);
   const PoolWindow window = pool_window(s, o.h, o.w);
   const T* plane = x + pool_offset(o.n, 0, 0, o.c, s.in_h, s.in_w, s.channels);
-  PoolMax<T> best{T(-INFINITY), -1};
+  using C = compute_t<T>;
+  PoolMax<T> best{T(C(-INFINITY)), -1};
+  C best_value = C(-INFINITY);
   for (int h = window.h_begin; h < window.h_end; ++h) {
     for (int w = window.w_begin; w < window.w_end; ++w) {
       const std::int32_t index = h * s.in_w + w;
       const T value = plane[Index(index) * Index(s.channels)];
-      if (best.index < 0 || value > best.value || (value != value && best.value == best.value)) best = {value, index};
+      const C wide = C(value);
+      if (best.index < 0 || wide > best_value || (wide != wide && best_value == best_value)) {
+        best = {value, index};
+        best_value = wide;
+      }
     }
   }
   return best;
@@ -156,14 +168,14 @@ CUMTL_HOST_DEVICE inline T max_pool2d_backward_element(Index i, const PoolShape&
   const PoolRange rows = pool_covering(e.h, s.kernel_h, s.stride_h, s.pad_h, s.out_h);
   const PoolRange columns = pool_covering(e.w, s.kernel_w, s.stride_w, s.pad_w, s.out_w);
   const std::int32_t self = e.h * s.in_w + e.w;
-  T sum = T(0);
+  compute_t<T> sum = 0;
   for (int p = rows.begin; p < rows.end; ++p) {
     for (int q = columns.begin; q < columns.end; ++q) {
       const Index o = pool_offset(e.n, p, q, e.c, s.out_h, s.out_w, s.channels);
-      if (argmax[o] == self) sum += dy[o];
+      if (argmax[o] == self) sum += compute_t<T>(dy[o]);
     }
   }
-  return sum;
+  return T(sum);
 }
 
 template <class T, class Index>
@@ -171,10 +183,11 @@ CUMTL_HOST_DEVICE inline T avg_pool2d_forward_element(Index i, const PoolShape& 
   const PoolPosition<Index> o = pool_unravel(i, s.out_h, s.out_w, s.channels);
   const PoolWindow window = pool_window(s, o.h, o.w);
   const T* plane = x + pool_offset(o.n, 0, 0, o.c, s.in_h, s.in_w, s.channels);
-  T sum = T(0);
+  using C = compute_t<T>;
+  C sum = 0;
   for (int h = window.h_begin; h < window.h_end; ++h)
-    for (int w = window.w_begin; w < window.w_end; ++w) sum += plane[Index(h * s.in_w + w) * Index(s.channels)];
-  return sum / T(avg_pool_divisor(s, o.h, o.w));
+    for (int w = window.w_begin; w < window.w_end; ++w) sum += C(plane[Index(h * s.in_w + w) * Index(s.channels)]);
+  return T(sum / C(avg_pool_divisor(s, o.h, o.w)));
 }
 
 // dx element i = Σ over the windows containing it of dy / (that window's divisor).
@@ -183,11 +196,12 @@ CUMTL_HOST_DEVICE inline T avg_pool2d_backward_element(Index i, const PoolShape&
   const PoolPosition<Index> e = pool_unravel(i, s.in_h, s.in_w, s.channels);
   const PoolRange rows = pool_covering(e.h, s.kernel_h, s.stride_h, s.pad_h, s.out_h);
   const PoolRange columns = pool_covering(e.w, s.kernel_w, s.stride_w, s.pad_w, s.out_w);
-  T sum = T(0);
+  using C = compute_t<T>;
+  C sum = 0;
   for (int p = rows.begin; p < rows.end; ++p)
     for (int q = columns.begin; q < columns.end; ++q)
-      sum += dy[pool_offset(e.n, p, q, e.c, s.out_h, s.out_w, s.channels)] / T(avg_pool_divisor(s, p, q));
-  return sum;
+      sum += C(dy[pool_offset(e.n, p, q, e.c, s.out_h, s.out_w, s.channels)]) / C(avg_pool_divisor(s, p, q));
+  return T(sum);
 }
 
 // y element i = (n, c): the mean of x[n, ·, ·, c] over a plane of `plane` = H·W elements.
@@ -196,9 +210,10 @@ CUMTL_HOST_DEVICE inline T global_avg_pool_forward_element(Index i, std::int64_t
                                                            const T* x) {
   const Index n = i / Index(channels), c = i % Index(channels);
   const T* column = x + n * Index(plane) * Index(channels) + c;
-  T sum = T(0);
-  for (Index k = 0; k < Index(plane); ++k) sum += column[k * Index(channels)];
-  return sum / T(plane);
+  using C = compute_t<T>;
+  C sum = 0;
+  for (Index k = 0; k < Index(plane); ++k) sum += C(column[k * Index(channels)]);
+  return T(sum / C(plane));
 }
 
 // dx element i = dy[n, c] / (H·W).
@@ -206,7 +221,7 @@ template <class T, class Index>
 CUMTL_HOST_DEVICE inline T global_avg_pool_backward_element(Index i, std::int64_t plane, std::int64_t channels,
                                                             const T* dy) {
   const Index c = i % Index(channels), n = i / (Index(plane) * Index(channels));
-  return dy[n * Index(channels) + c] / T(plane);
+  return T(compute_t<T>(dy[n * Index(channels) + c]) / compute_t<T>(plane));
 }
 
 #if defined(__CUDACC__)

@@ -51,6 +51,28 @@ class ActivationTypeOperations : public Interface {
                compute_t<T> scale, const T* x, T* y) override {
     cuda::dropout<T>(ctx, count, seed, offset, p, scale, x, y);
   }
+  void max_pool2d_forward(Context& ctx, const kernels::PoolShape& shape, const T* x, T* y,
+                          std::int32_t* argmax) override {
+    cuda::max_pool2d_forward<T>(ctx, shape, x, y, argmax);
+  }
+  void max_pool2d_backward(Context& ctx, const kernels::PoolShape& shape, const T* dy, const std::int32_t* argmax,
+                           T* dx) override {
+    cuda::max_pool2d_backward<T>(ctx, shape, dy, argmax, dx);
+  }
+  void avg_pool2d_forward(Context& ctx, const kernels::PoolShape& shape, const T* x, T* y) override {
+    cuda::avg_pool2d_forward<T>(ctx, shape, x, y);
+  }
+  void avg_pool2d_backward(Context& ctx, const kernels::PoolShape& shape, const T* dy, T* dx) override {
+    cuda::avg_pool2d_backward<T>(ctx, shape, dy, dx);
+  }
+  void global_avg_pool_forward(Context& ctx, std::int64_t batch, std::int64_t plane, std::int64_t channels, const T* x,
+                               T* y) override {
+    cuda::global_avg_pool_forward<T>(ctx, batch, plane, channels, x, y);
+  }
+  void global_avg_pool_backward(Context& ctx, std::int64_t batch, std::int64_t plane, std::int64_t channels,
+                                const T* dy, T* dx) override {
+    cuda::global_avg_pool_backward<T>(ctx, batch, plane, channels, dy, dx);
+  }
 };
 
 template <class Half>
@@ -114,28 +136,6 @@ class Operations final : public ActivationTypeOperations<T, detail::CudaOperatio
                           T* dresidual, T* dgamma, T* dbeta, GradientMode mode) override {
     cuda::batchnorm_backward<T>(ctx, rows, channels, dy, x, y, gamma, saved_mean, saved_invstd, activation, dx,
                                 dresidual, dgamma, dbeta, mode);
-  }
-  void max_pool2d_forward(Context& ctx, const kernels::PoolShape& shape, const T* x, T* y,
-                          std::int32_t* argmax) override {
-    cuda::max_pool2d_forward<T>(ctx, shape, x, y, argmax);
-  }
-  void max_pool2d_backward(Context& ctx, const kernels::PoolShape& shape, const T* dy, const std::int32_t* argmax,
-                           T* dx) override {
-    cuda::max_pool2d_backward<T>(ctx, shape, dy, argmax, dx);
-  }
-  void avg_pool2d_forward(Context& ctx, const kernels::PoolShape& shape, const T* x, T* y) override {
-    cuda::avg_pool2d_forward<T>(ctx, shape, x, y);
-  }
-  void avg_pool2d_backward(Context& ctx, const kernels::PoolShape& shape, const T* dy, T* dx) override {
-    cuda::avg_pool2d_backward<T>(ctx, shape, dy, dx);
-  }
-  void global_avg_pool_forward(Context& ctx, std::int64_t batch, std::int64_t plane, std::int64_t channels, const T* x,
-                               T* y) override {
-    cuda::global_avg_pool_forward<T>(ctx, batch, plane, channels, x, y);
-  }
-  void global_avg_pool_backward(Context& ctx, std::int64_t batch, std::int64_t plane, std::int64_t channels,
-                                const T* dy, T* dx) override {
-    cuda::global_avg_pool_backward<T>(ctx, batch, plane, channels, dy, dx);
   }
   void multitask_loss(Context& ctx, const kernels::LossHeadTable& table, std::int64_t rows, const T* logits,
                       const std::int32_t* classes, const std::int8_t* binary, const T* positive_weights, T* gradient,

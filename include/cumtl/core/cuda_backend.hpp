@@ -53,6 +53,17 @@ class CudaActivationTypeOperations {
   virtual void relu_backward(Context& ctx, std::int64_t count, const T* dy, const T* y, T* dx) = 0;
   virtual void dropout(Context& ctx, std::int64_t count, std::uint64_t seed, std::uint64_t offset, double p,
                        compute_t<T> scale, const T* x, T* y) = 0;
+  // pooling
+  virtual void max_pool2d_forward(Context& ctx, const kernels::PoolShape& shape, const T* x, T* y,
+                                  std::int32_t* argmax) = 0;
+  virtual void max_pool2d_backward(Context& ctx, const kernels::PoolShape& shape, const T* dy,
+                                   const std::int32_t* argmax, T* dx) = 0;
+  virtual void avg_pool2d_forward(Context& ctx, const kernels::PoolShape& shape, const T* x, T* y) = 0;
+  virtual void avg_pool2d_backward(Context& ctx, const kernels::PoolShape& shape, const T* dy, T* dx) = 0;
+  virtual void global_avg_pool_forward(Context& ctx, std::int64_t batch, std::int64_t plane, std::int64_t channels,
+                                       const T* x, T* y) = 0;
+  virtual void global_avg_pool_backward(Context& ctx, std::int64_t batch, std::int64_t plane, std::int64_t channels,
+                                        const T* dy, T* dx) = 0;
 };
 
 // Those and the rest, for float and double.
@@ -92,17 +103,6 @@ class CudaOperations : public CudaActivationTypeOperations<T> {
                                   const T* y, const T* gamma, const T* saved_mean, const T* saved_invstd,
                                   Activation activation, T* dx, T* dresidual, T* dgamma, T* dbeta,
                                   GradientMode mode) = 0;
-  // pooling
-  virtual void max_pool2d_forward(Context& ctx, const kernels::PoolShape& shape, const T* x, T* y,
-                                  std::int32_t* argmax) = 0;
-  virtual void max_pool2d_backward(Context& ctx, const kernels::PoolShape& shape, const T* dy,
-                                   const std::int32_t* argmax, T* dx) = 0;
-  virtual void avg_pool2d_forward(Context& ctx, const kernels::PoolShape& shape, const T* x, T* y) = 0;
-  virtual void avg_pool2d_backward(Context& ctx, const kernels::PoolShape& shape, const T* dy, T* dx) = 0;
-  virtual void global_avg_pool_forward(Context& ctx, std::int64_t batch, std::int64_t plane, std::int64_t channels,
-                                       const T* x, T* y) = 0;
-  virtual void global_avg_pool_backward(Context& ctx, std::int64_t batch, std::int64_t plane, std::int64_t channels,
-                                        const T* dy, T* dx) = 0;
   // the multi-task loss
   virtual void multitask_loss(Context& ctx, const kernels::LossHeadTable& table, std::int64_t rows, const T* logits,
                               const std::int32_t* classes, const std::int8_t* binary, const T* positive_weights,

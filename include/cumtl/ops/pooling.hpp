@@ -1,5 +1,5 @@
 #pragma once
-// Pooling over NHWC activations, float32 or float64, on the CPU or a GPU.
+// Pooling over NHWC activations of every activation type, on the CPU or a GPU.
 //
 //   max_pool2d_forward(ctx, x, pool, y, argmax)     y[n,p,q,c] = max of x over window (p, q);
 //                                                   argmax = h·W + w of the chosen element in its (n, c) plane
@@ -16,6 +16,9 @@
 // dx element gathers from the windows that contain it, in a fixed order (no
 // atomics). The GPU does the CPU twin's arithmetic in the same order, so max
 // pooling, its argmax and its gradient equal the CPU's bit for bit.
+//
+// Every activation type: float32, float64, bfloat16 and float16; the 2-byte
+// types sum in float32 and round once (kernels/pooling.cuh).
 //
 // Requires: x (or dx) a rank-4 NHWC tensor with a non-empty H×W plane; y, dy
 // and argmax of the pooled shape; y, dy and dx of x's (dx's) scalar type,
@@ -59,12 +62,14 @@ inline std::string describe(const ops::Pool2d& pool) {
                 ", padding ", pool.pad_h, "x", pool.pad_w);
 }
 
-// `tensor` (called `name`) is on ctx, float32 or float64, NHWC with a non-empty
-// H×W plane small enough for int32 plane indices.
+// `tensor` (called `name`) is on ctx, of an activation type, NHWC with a
+// non-empty H×W plane small enough for int32 plane indices.
 inline void require_plane(const Context& ctx, std::string_view op, std::string_view name, const Tensor& tensor) {
   require_on_context(ctx, op, name, tensor);
-  CUMTL_REQUIRE(tensor.dtype() == ScalarType::f32 || tensor.dtype() == ScalarType::f64, op, ": tensor '", name, "' is ",
-                tensor.description(), ", expected float32 or float64");
+  const ScalarType type = tensor.dtype();
+  CUMTL_REQUIRE(
+      type == ScalarType::f32 || type == ScalarType::f64 || type == ScalarType::bf16 || type == ScalarType::f16, op,
+      ": tensor '", name, "' is ", tensor.description(), ", expected float32, float64, bfloat16 or float16");
   CUMTL_REQUIRE(tensor.shape().rank() == 4, op, ": tensor '", name, "' is ", tensor.description(),
                 " but must be NHWC (rank 4)");
   const std::int64_t h = tensor.shape()[1], w = tensor.shape()[2];
@@ -145,7 +150,7 @@ inline void max_pool2d_forward(Context& ctx, const Tensor& x, const Pool2d& pool
   check::require_disjoint(op, "x", x, "y", y);
   check::require_disjoint(op, "x", x, "argmax", argmax);
   check::require_disjoint(op, "y", y, "argmax", argmax);
-  dispatch_floating(x.dtype(), op, [&]<class T>() {
+  dispatch_activation_type(x.dtype(), op, [&]<class T>() {
     CUMTL_DISPATCH(ctx, T, max_pool2d_forward, ctx, shape, x.data<T>(), y.data<T>(), argmax.data<std::int32_t>());
   });
 }
@@ -159,7 +164,7 @@ inline void max_pool2d_backward(Context& ctx, const Tensor& dy, const Tensor& ar
   check::require_shaped(ctx, op, "argmax", argmax, ScalarType::i32, check::pooled_shape(shape), source);
   check::require_disjoint(op, "dy", dy, "dx", dx);
   check::require_disjoint(op, "argmax", argmax, "dx", dx);
-  dispatch_floating(dx.dtype(), op, [&]<class T>() {
+  dispatch_activation_type(dx.dtype(), op, [&]<class T>() {
     CUMTL_DISPATCH(ctx, T, max_pool2d_backward, ctx, shape, dy.data<T>(), argmax.data<std::int32_t>(), dx.data<T>());
   });
 }
@@ -172,7 +177,7 @@ inline void avg_pool2d_forward(Context& ctx, const Tensor& x, const Pool2d& pool
     return detail::concat("'x' ", x.description(), " pooled with ", check::describe(pool));
   });
   check::require_disjoint(op, "x", x, "y", y);
-  dispatch_floating(x.dtype(), op, [&]<class T>() {
+  dispatch_activation_type(x.dtype(), op, [&]<class T>() {
     CUMTL_DISPATCH(ctx, T, avg_pool2d_forward, ctx, shape, x.data<T>(), y.data<T>());
   });
 }
@@ -185,7 +190,7 @@ inline void avg_pool2d_backward(Context& ctx, const Tensor& dy, const Pool2d& po
     return detail::concat("'dx' ", dx.description(), " pooled with ", check::describe(pool));
   });
   check::require_disjoint(op, "dy", dy, "dx", dx);
-  dispatch_floating(dx.dtype(), op, [&]<class T>() {
+  dispatch_activation_type(dx.dtype(), op, [&]<class T>() {
     CUMTL_DISPATCH(ctx, T, avg_pool2d_backward, ctx, shape, dy.data<T>(), dx.data<T>());
   });
 }
@@ -198,7 +203,7 @@ inline void global_avg_pool_forward(Context& ctx, const Tensor& x, Tensor& y) {
   check::require_shaped(ctx, op, "y", y, x.dtype(), Shape{s[0], s[3]},
                         [&] { return detail::concat("'x' ", x.description(), " averaged over H×W"); });
   check::require_disjoint(op, "x", x, "y", y);
-  dispatch_floating(x.dtype(), op, [&]<class T>() {
+  dispatch_activation_type(x.dtype(), op, [&]<class T>() {
     CUMTL_DISPATCH(ctx, T, global_avg_pool_forward, ctx, s[0], s[1] * s[2], s[3], x.data<T>(), y.data<T>());
   });
 }
@@ -211,7 +216,7 @@ inline void global_avg_pool_backward(Context& ctx, const Tensor& dy, Tensor& dx)
   check::require_shaped(ctx, op, "dy", dy, dx.dtype(), Shape{s[0], s[3]},
                         [&] { return detail::concat("'dx' ", dx.description(), " averaged over H×W"); });
   check::require_disjoint(op, "dy", dy, "dx", dx);
-  dispatch_floating(dx.dtype(), op, [&]<class T>() {
+  dispatch_activation_type(dx.dtype(), op, [&]<class T>() {
     CUMTL_DISPATCH(ctx, T, global_avg_pool_backward, ctx, s[0], s[1] * s[2], s[3], dy.data<T>(), dx.data<T>());
   });
 }
