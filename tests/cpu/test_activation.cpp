@@ -277,26 +277,16 @@ TEST_SUITE("activation") {
       values[3] = Half(-0.0f);
       x = Tensor::from_vector(values, shape);
     }
-    const auto widened = [&](const Tensor& narrow) {
-      Tensor wide = Tensor::empty(narrow.shape(), ScalarType::f32);
-      cumtl::ops::convert(ctx, narrow, wide);
-      return wide;
-    };
-    const auto rounded = [&](const Tensor& wide) {
-      Tensor narrow = Tensor::empty(wide.shape(), half);
-      cumtl::ops::convert(ctx, wide, narrow);
-      return narrow.to_vector<Half>();
-    };
-    const Tensor x32 = widened(x), dy32 = widened(dy);
+    const Tensor x32 = cumtl_test::widened(x), dy32 = cumtl_test::widened(dy);
 
     Tensor y = Tensor::empty(shape, half), y32 = Tensor::empty(shape, ScalarType::f32);
     cumtl::ops::relu_forward(ctx, x, y);
     cumtl::ops::relu_forward(ctx, x32, y32);
-    CHECK(y.to_vector<Half>() == rounded(y32));
+    CHECK(y.to_vector<Half>() == cumtl_test::rounded<Half>(y32));
     Tensor dx = Tensor::empty(shape, half), dx32 = Tensor::empty(shape, ScalarType::f32);
     cumtl::ops::relu_backward(ctx, dy, y, dx);
     cumtl::ops::relu_backward(ctx, dy32, y32, dx32);
-    CHECK(dx.to_vector<Half>() == rounded(dx32));
+    CHECK(dx.to_vector<Half>() == cumtl_test::rounded<Half>(dx32));
 
     for (double p : {0.0, 0.1, 0.3, 0.7}) {
       CAPTURE(p);
@@ -305,16 +295,16 @@ TEST_SUITE("activation") {
       const DropoutMask mask32 = cumtl::ops::dropout_forward(ctx, x32, p, wide_generator, y32);
       CHECK(mask.offset == mask32.offset);
       CHECK(narrow_generator == wide_generator);
-      CHECK(y.to_vector<Half>() == rounded(y32));
+      CHECK(y.to_vector<Half>() == cumtl_test::rounded<Half>(y32));
       cumtl::ops::dropout_backward(ctx, dy, mask, dx);
       cumtl::ops::dropout_backward(ctx, dy32, mask32, dx32);
-      CHECK(dx.to_vector<Half>() == rounded(dx32));
+      CHECK(dx.to_vector<Half>() == cumtl_test::rounded<Half>(dx32));
     }
 
     Tensor sum = Tensor::empty(shape, half), sum32 = Tensor::empty(shape, ScalarType::f32);
     cumtl::ops::add(ctx, x, dy, sum);
     cumtl::ops::add(ctx, x32, dy32, sum32);
-    CHECK(sum.to_vector<Half>() == rounded(sum32));
+    CHECK(sum.to_vector<Half>() == cumtl_test::rounded<Half>(sum32));
     // Rounding happened: some sums are not representable in the half type, so this test can tell a
     // half add from a copy of the fp32 result's bits.
     const std::vector<float> exact = sum32.to_vector<float>();

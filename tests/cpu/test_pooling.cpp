@@ -303,16 +303,6 @@ TEST_SUITE("pooling") {
                      cumtl::float16_t) {
     Context ctx;
     const ScalarType half = cumtl::scalar_type_v<Half>;
-    const auto widened = [&](const Tensor& narrow) {
-      Tensor wide = Tensor::empty(narrow.shape(), ScalarType::f32);
-      cumtl::ops::convert(ctx, narrow, wide);
-      return wide;
-    };
-    const auto rounded = [&](const Tensor& wide) {
-      Tensor narrow = Tensor::empty(wide.shape(), half);
-      cumtl::ops::convert(ctx, wide, narrow);
-      return narrow.to_vector<Half>();
-    };
     std::uint64_t seed = 300;
     bool rounding_happened = false;
     for (const PoolCase& c : pool_cases) {
@@ -320,37 +310,37 @@ TEST_SUITE("pooling") {
       CAPTURE(cumtl::detail::pooling::describe(c.pool));
       const Tensor x = cumtl_test::random_tensor<Half>(c.x, seed++, -300, 300);
       const Tensor dy = cumtl_test::random_tensor<Half>(pooled(c), seed++);
-      const Tensor x32 = widened(x), dy32 = widened(dy);
+      const Tensor x32 = cumtl_test::widened(x), dy32 = cumtl_test::widened(dy);
 
       Tensor y = Tensor::empty(pooled(c), half), y32 = Tensor::empty(pooled(c), ScalarType::f32);
       Tensor argmax = Tensor::empty(pooled(c), ScalarType::i32), argmax32 = Tensor::empty(pooled(c), ScalarType::i32);
       Tensor dx = Tensor::empty(c.x, half), dx32 = Tensor::empty(c.x, ScalarType::f32);
       cumtl::ops::max_pool2d_forward(ctx, x, c.pool, y, argmax);
       cumtl::ops::max_pool2d_forward(ctx, x32, c.pool, y32, argmax32);
-      CHECK(y.to_vector<Half>() == rounded(y32));
+      CHECK(y.to_vector<Half>() == cumtl_test::rounded<Half>(y32));
       CHECK(argmax.to_vector<std::int32_t>() == argmax32.to_vector<std::int32_t>());
       cumtl::ops::max_pool2d_backward(ctx, dy, argmax, c.pool, dx);
       cumtl::ops::max_pool2d_backward(ctx, dy32, argmax32, c.pool, dx32);
-      CHECK(dx.to_vector<Half>() == rounded(dx32));
+      CHECK(dx.to_vector<Half>() == cumtl_test::rounded<Half>(dx32));
 
       cumtl::ops::avg_pool2d_forward(ctx, x, c.pool, y);
       cumtl::ops::avg_pool2d_forward(ctx, x32, c.pool, y32);
-      CHECK(y.to_vector<Half>() == rounded(y32));
+      CHECK(y.to_vector<Half>() == cumtl_test::rounded<Half>(y32));
       const std::vector<float> exact = y32.to_vector<float>();
       rounding_happened |= std::any_of(exact.begin(), exact.end(), [](float v) { return float(Half(v)) != v; });
       cumtl::ops::avg_pool2d_backward(ctx, dy, c.pool, dx);
       cumtl::ops::avg_pool2d_backward(ctx, dy32, c.pool, dx32);
-      CHECK(dx.to_vector<Half>() == rounded(dx32));
+      CHECK(dx.to_vector<Half>() == cumtl_test::rounded<Half>(dx32));
 
       const Shape features{c.x[0], c.x[3]};
       Tensor mean = Tensor::empty(features, half), mean32 = Tensor::empty(features, ScalarType::f32);
       cumtl::ops::global_avg_pool_forward(ctx, x, mean);
       cumtl::ops::global_avg_pool_forward(ctx, x32, mean32);
-      CHECK(mean.to_vector<Half>() == rounded(mean32));
+      CHECK(mean.to_vector<Half>() == cumtl_test::rounded<Half>(mean32));
       const Tensor dmean = cumtl_test::random_tensor<Half>(features, seed++);
       cumtl::ops::global_avg_pool_backward(ctx, dmean, dx);
-      cumtl::ops::global_avg_pool_backward(ctx, widened(dmean), dx32);
-      CHECK(dx.to_vector<Half>() == rounded(dx32));
+      cumtl::ops::global_avg_pool_backward(ctx, cumtl_test::widened(dmean), dx32);
+      CHECK(dx.to_vector<Half>() == cumtl_test::rounded<Half>(dx32));
     }
     // The averages are not all representable in the half type, so the test can tell float sums rounded once
     // from sums rounded at every step or copied.

@@ -84,6 +84,24 @@ cumtl::Tensor random_tensor(const cumtl::Shape& shape, std::uint64_t seed, doubl
   }
 }
 
+// A 2-byte tensor widened to float32 (exactly), and a float32 tensor rounded to
+// the 2-byte type `Half` (to nearest even): the rounding points of the 2-byte
+// twins, which their tests compare with the fp32 twins through.
+inline cumtl::Tensor widened(const cumtl::Tensor& narrow) {
+  cumtl::Context cpu;
+  cumtl::Tensor wide = cumtl::Tensor::empty(narrow.shape(), cumtl::ScalarType::f32);
+  cumtl::ops::convert(cpu, narrow, wide);
+  return wide;
+}
+
+template <class Half>
+std::vector<Half> rounded(const cumtl::Tensor& wide) {
+  cumtl::Context cpu;
+  cumtl::Tensor narrow = cumtl::Tensor::empty(wide.shape(), cumtl::scalar_type_v<Half>);
+  cumtl::ops::convert(cpu, wide, narrow);
+  return narrow.to_vector<Half>();
+}
+
 // Largest |actual − expected| over the largest |expected|; infinite on a NaN.
 // Outputs and gradients cross zero, where an elementwise relative error means
 // nothing, so errors are measured against the result's scale.
