@@ -55,14 +55,16 @@ inline bool contains_all(const std::string& text, std::initializer_list<std::str
 }
 
 // Largest |a-b| / max(|b|, floor) over two equally long arrays; infinite on a NaN.
+// 2-byte values are widened through float, as they compute.
 template <class T>
 double max_relative_error(const std::vector<T>& a, const std::vector<T>& b, double floor = 1e-6) {
   REQUIRE(a.size() == b.size());
+  const auto wide = [](const T& value) { return double(cumtl::compute_t<T>(value)); };
   double worst = 0;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    const double difference = std::abs(double(a[i]) - double(b[i]));
+    const double difference = std::abs(wide(a[i]) - wide(b[i]));
     if (std::isnan(difference)) return INFINITY;
-    worst = std::max(worst, difference / std::max(std::abs(double(b[i])), floor));
+    worst = std::max(worst, difference / std::max(std::abs(wide(b[i])), floor));
   }
   return worst;
 }
