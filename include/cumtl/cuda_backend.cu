@@ -51,6 +51,10 @@ class ActivationTypeOperations : public Interface {
                compute_t<T> scale, const T* x, T* y) override {
     cuda::dropout<T>(ctx, count, seed, offset, p, scale, x, y);
   }
+  void normalize_images(Context& ctx, std::int64_t count, int channels, const std::uint8_t* pixels,
+                        const kernels::ChannelAffine<compute_t<T>>& affine, T* out) override {
+    cuda::normalize_images<T>(ctx, count, channels, pixels, affine, out);
+  }
   void max_pool2d_forward(Context& ctx, const kernels::PoolShape& shape, const T* x, T* y,
                           std::int32_t* argmax) override {
     cuda::max_pool2d_forward<T>(ctx, shape, x, y, argmax);
@@ -149,10 +153,6 @@ class Operations final : public ActivationTypeOperations<T, detail::CudaOperatio
   void adamw_update(Context& ctx, std::int64_t count, T* values, const T* gradients, T* m, T* v, const T* mask,
                     const AdamWStep& step) override {
     cuda::adamw_update<T>(ctx, count, values, gradients, m, v, mask, step);
-  }
-  void normalize_images(Context& ctx, std::int64_t count, int channels, const std::uint8_t* pixels,
-                        const kernels::ChannelAffine<T>& affine, T* out) override {
-    cuda::normalize_images<T>(ctx, count, channels, pixels, affine, out);
   }
 };
 

@@ -378,6 +378,24 @@ TEST_SUITE("data") {
     Tensor four_out = Tensor::zeros(Shape{2, 4, 4, 4}, ScalarType::f32);
     CHECK_ERROR_WITH(cumtl::ops::normalize_images(ctx, four, four_out), "4 channels");
     CHECK_ERROR_WITH(cumtl::ops::normalize_images(ctx, pixels, {0, 0, 0}, {1, 0, 1}, out), "stddev[1] is 0");
+    Tensor doubles = Tensor::zeros(Shape{2, 4, 4, 3}, ScalarType::f64);
+    CHECK_ERROR_WITH(cumtl::ops::normalize_images(ctx, pixels, doubles), "'out' is float64[2, 4, 4, 3]",
+                     "expected float32, bfloat16 or float16");
+  }
+
+  // The map runs in float and a 2-byte output rounds once, so it is the fp32 output rounded, bit for bit.
+  TEST_CASE_TEMPLATE("data: normalize_images into bf16 and f16 is the fp32 output rounded once", Half,
+                     cumtl::bfloat16_t, cumtl::float16_t) {
+    Context ctx;
+    const Shape shape{2, 16, 16, 3};  // every byte value appears
+    Tensor pixels = Tensor::empty(shape, ScalarType::u8);
+    for (std::int64_t i = 0; i < pixels.numel(); ++i) pixels.data<std::uint8_t>()[i] = std::uint8_t(i * 7 % 256);
+    Tensor out = Tensor::empty(shape, cumtl::scalar_type_v<Half>), out32 = Tensor::empty(shape, ScalarType::f32);
+    cumtl::ops::normalize_images(ctx, pixels, out);
+    cumtl::ops::normalize_images(ctx, pixels, out32);
+    CHECK(out.to_vector<Half>() == cumtl_test::rounded<Half>(out32));
+    const std::vector<float> exact = out32.to_vector<float>();
+    CHECK(std::any_of(exact.begin(), exact.end(), [](float v) { return float(Half(v)) != v; }));
   }
 
   TEST_CASE("data: loader batches cover the epoch") {

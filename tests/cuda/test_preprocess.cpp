@@ -59,6 +59,11 @@ TEST_SUITE("data") {
         Tensor out = Tensor::empty(gpu, shape, ScalarType::f32);
         cumtl::ops::normalize_images(gpu, pixels_gpu, mean, stddev, out);
         CHECK(out.to_vector<float>(gpu) == expected.to_vector<float>());  // bit for bit: one fma on both
+        Tensor expected_bf16 = Tensor::empty(shape, ScalarType::bf16);
+        cumtl::ops::normalize_images(cpu, pixels, mean, stddev, expected_bf16);
+        Tensor out_bf16 = Tensor::empty(gpu, shape, ScalarType::bf16);
+        cumtl::ops::normalize_images(gpu, pixels_gpu, mean, stddev, out_bf16);
+        CHECK(out_bf16.to_vector<cumtl::bfloat16_t>(gpu) == expected_bf16.to_vector<cumtl::bfloat16_t>());
       }
     }
     const Tensor pixels = Tensor::zeros(gpu, Shape{1, 2, 2, 3}, ScalarType::u8);

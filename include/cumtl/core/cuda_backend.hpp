@@ -53,6 +53,9 @@ class CudaActivationTypeOperations {
   virtual void relu_backward(Context& ctx, std::int64_t count, const T* dy, const T* y, T* dx) = 0;
   virtual void dropout(Context& ctx, std::int64_t count, std::uint64_t seed, std::uint64_t offset, double p,
                        compute_t<T> scale, const T* x, T* y) = 0;
+  // preprocessing
+  virtual void normalize_images(Context& ctx, std::int64_t count, int channels, const std::uint8_t* pixels,
+                                const kernels::ChannelAffine<compute_t<T>>& affine, T* out) = 0;
   // pooling
   virtual void max_pool2d_forward(Context& ctx, const kernels::PoolShape& shape, const T* x, T* y,
                                   std::int32_t* argmax) = 0;
@@ -112,9 +115,6 @@ class CudaOperations : public CudaActivationTypeOperations<T> {
                           const SgdStep& step) = 0;
   virtual void adamw_update(Context& ctx, std::int64_t count, T* values, const T* gradients, T* m, T* v, const T* mask,
                             const AdamWStep& step) = 0;
-  // preprocessing
-  virtual void normalize_images(Context& ctx, std::int64_t count, int channels, const std::uint8_t* pixels,
-                                const kernels::ChannelAffine<T>& affine, T* out) = 0;
 };
 
 class CudaBackend {

@@ -11,7 +11,7 @@ namespace cumtl::cuda {
 
 template <class T>
 void normalize_images(Context& ctx, std::int64_t count, int channels, const std::uint8_t* pixels,
-                      const kernels::ChannelAffine<T>& affine, T* out) {
+                      const kernels::ChannelAffine<compute_t<T>>& affine, T* out) {
   switch (channels) {
     case 1:
       launch_elementwise(ctx, "cumtl::normalize_images", kernels::normalize_images_kernel<T, 1>, count, count, pixels,
