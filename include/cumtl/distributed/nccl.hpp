@@ -52,8 +52,7 @@ class NcclCommunicator final : public Communicator {
   NcclCommunicator(Communicator& bootstrap, Context& ctx, NcclOptions options = {})
       : rank_(bootstrap.rank()), world_size_(bootstrap.world_size()), ctx_(ctx), timeout_(options.timeout) {
     CUMTL_REQUIRE(ctx.device().is_cuda(), "NcclCommunicator: rank ", rank_, " needs a GPU context, got ", ctx.device());
-    device_ = ctx.device().index();
-    check_cuda(cudaSetDevice(device_), "cudaSetDevice");
+    check_cuda(cudaSetDevice(ctx.device().index()), "cudaSetDevice");
     ncclUniqueId id{};
     if (rank_ == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
     bootstrap.broadcast(std::as_writable_bytes(std::span(&id, 1)), 0);
@@ -111,10 +110,7 @@ class NcclCommunicator final : public Communicator {
 
   // The mean in one pass: NCCL divides as it sums (ncclAvg).
   void all_reduce_mean(std::span<float> values) override {
-    if (values.empty()) return;
-    enqueue("all-reduce",
-            ncclAllReduce(values.data(), values.data(), values.size(), ncclFloat32, ncclAvg, comm_, ctx_.stream()));
-    wait("all-reduce");
+    all_reduce(values.data(), values.size(), ncclFloat32, ncclAvg);
   }
 
   Device memory() const override { return ctx_.device(); }
@@ -129,7 +125,7 @@ class NcclCommunicator final : public Communicator {
 
   void barrier() override {
     check_cuda(cudaMemsetAsync(scratch_, 0, sizeof(std::int64_t), ctx_.stream()), "cudaMemsetAsync");
-    all_reduce(scratch_, 1, ncclInt64, "barrier");
+    all_reduce(scratch_, 1, ncclInt64, ncclSum, "barrier");
   }
 
   void start_all_reduce_mean(std::span<float> values) override {
@@ -162,9 +158,10 @@ class NcclCommunicator final : public Communicator {
 
  private:
   template <class T>
-  void all_reduce(T* values, std::size_t count, ncclDataType_t type, const char* what = "all-reduce") {
+  void all_reduce(T* values, std::size_t count, ncclDataType_t type, ncclRedOp_t operation = ncclSum,
+                  const char* what = "all-reduce") {
     if (count == 0) return;
-    enqueue(what, ncclAllReduce(values, values, count, type, ncclSum, comm_, ctx_.stream()));
+    enqueue(what, ncclAllReduce(values, values, count, type, operation, comm_, ctx_.stream()));
     wait(what);
   }
 
@@ -214,7 +211,6 @@ class NcclCommunicator final : public Communicator {
   int rank_, world_size_;
   Context& ctx_;
   std::chrono::milliseconds timeout_;
-  int device_ = 0;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;       // the gradient buckets' all-reduces
   cudaEvent_t done_ = nullptr;          // the context's stream, for the host to wait on
