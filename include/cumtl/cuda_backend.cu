@@ -277,34 +277,58 @@ class Backend final : public detail::CudaBackend {
   detail::CudaActivationTypeOperations<bfloat16_t>& bfloat16_operations() override { return bfloat16_operations_; }
   detail::CudaActivationTypeOperations<float16_t>& float16_operations() override { return float16_operations_; }
 
-  void conv_forward(Context& ctx, const ConvShape& shape, const float* x, const float* w, float* y) override {
-    convolve(ctx, "cumtl::conv_forward", ConvDirection::forward, shape, {x, w, y});
+  void conv_forward(Context& ctx, const ConvShape& shape, ScalarType type, const void* x, const void* w,
+                    void* y) override {
+    convolve(ctx, "cumtl::conv_forward", ConvDirection::forward, shape, type, {x, w, y});
   }
-  void conv_backward_data(Context& ctx, const ConvShape& shape, const float* dy, const float* w, float* dx) override {
-    convolve(ctx, "cumtl::conv_backward_data", ConvDirection::backward_data, shape, {dx, w, dy});
+  void conv_backward_data(Context& ctx, const ConvShape& shape, ScalarType type, const void* dy, const void* w,
+                          void* dx) override {
+    convolve(ctx, "cumtl::conv_backward_data", ConvDirection::backward_data, shape, type, {dx, w, dy});
   }
-  void conv_backward_filter(Context& ctx, const ConvShape& shape, const float* x, const float* dy, float* dw,
-                            GradientMode mode) override {
+  void conv_backward_filter(Context& ctx, const ConvShape& shape, ScalarType type, const void* x, const void* dy,
+                            void* dw, GradientMode mode) override {
     if (mode == GradientMode::overwrite) {
-      convolve(ctx, "cumtl::conv_backward_filter", ConvDirection::backward_filter, shape, {x, dw, dy});
+      convolve(ctx, "cumtl::conv_backward_filter", ConvDirection::backward_filter, shape, type, {x, dw, dy});
       return;
     }
     // The frontend's convolution nodes have no beta: the gradient goes to
-    // scratch memory in stream order, then is added.
-    const std::int64_t count = shape.k * shape.r * shape.s * shape.c;
-    const std::shared_ptr<Storage> scratch = Storage::device(std::size_t(count) * sizeof(float), ctx.stream_holder());
-    float* fresh = static_cast<float*>(scratch->data());
-    convolve(ctx, "cumtl::conv_backward_filter", ConvDirection::backward_filter, shape, {x, fresh, dy});
-    cuda::axpy<float>(ctx, count, 1.0f, fresh, dw);
+    // scratch memory in stream order, then is added (rounded once more in a 2-byte type).
+    const std::int64_t count = shape.w_count();
+    const std::shared_ptr<Storage> scratch = Storage::device(std::size_t(count) * size_of(type), ctx.stream_holder());
+    convolve(ctx, "cumtl::conv_backward_filter", ConvDirection::backward_filter, shape, type,
+             {x, scratch->data(), dy});
+    dispatch_convolution_type(type, [&]<class T>() {
+      cuda::add<T>(ctx, count, static_cast<const T*>(dw), static_cast<const T*>(scratch->data()), static_cast<T*>(dw));
+    });
   }
 
  private:
+  // Calls fn.template operator()<T>() with T the C++ type of a convolution's `type`.
+  template <class Fn>
+  static void dispatch_convolution_type(ScalarType type, Fn&& fn) {
+    switch (type) {
+      case ScalarType::f32: fn.template operator()<float>(); return;
+      case ScalarType::bf16: fn.template operator()<bfloat16_t>(); return;
+      case ScalarType::f16: fn.template operator()<float16_t>(); return;
+      default: CUMTL_FAIL("CUDA convolutions take float32, bfloat16 or float16 tensors, got ", name_of(type));
+    }
+  }
+
+  static ConvDataType convolution_data_type(ScalarType type) {
+    ConvDataType data_type = ConvDataType::float32;
+    dispatch_convolution_type(type, [&]<class T>() {
+      if constexpr (std::is_same_v<T, bfloat16_t>) data_type = ConvDataType::bfloat16;
+      if constexpr (std::is_same_v<T, float16_t>) data_type = ConvDataType::float16;
+    });
+    return data_type;
+  }
+
   static void convolve(Context& ctx, const char* name, ConvDirection direction, const ConvShape& shape,
-                       ConvPointers pointers) {
+                       ScalarType type, ConvPointers pointers) {
     const ProfileRange range(name);
     const detail::DeviceGuard guard(ctx.device().index());
     const ConvNumerics numerics{.allow_tf32 = ctx.numerics().allow_tf32, .deterministic = ctx.numerics().deterministic};
-    execute_conv(ctx, cudnn_handle(ctx), direction, shape, numerics, ConvDataType::float32, pointers);
+    execute_conv(ctx, cudnn_handle(ctx), direction, shape, numerics, convolution_data_type(type), pointers);
     if (sync_after_launch()) {
       if (const cudaError_t sync = cudaStreamSynchronize(ctx.stream()); sync != cudaSuccess)
         detail::check_cuda(sync, detail::concat(name, " (reported by CUMTL_SYNC=1)").c_str(), __FILE__, __LINE__);

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../support/conv_cases.hpp"
 #include "../support/gradcheck.hpp"
 
 using cumtl::Context;
@@ -14,30 +15,6 @@ using cumtl::Shape;
 using cumtl::Tensor;
 
 namespace {
-
-// y[n, p, q, k] = Σ_{r, s, c} x[n, p·stride − pad + r·dil, q·stride − pad + s·dil, c] · w[k, r, s, c]
-std::vector<double> direct_convolution(const Tensor& x, const Tensor& w, const cumtl::ConvShape& shape) {
-  std::vector<double> y;
-  const double* xd = x.data<double>();
-  const double* wd = w.data<double>();
-  for (std::int64_t n = 0; n < shape.n; ++n)
-    for (std::int64_t p = 0; p < shape.out_h(); ++p)
-      for (std::int64_t q = 0; q < shape.out_w(); ++q)
-        for (std::int64_t k = 0; k < shape.k; ++k) {
-          double sum = 0;
-          for (std::int64_t r = 0; r < shape.r; ++r)
-            for (std::int64_t s = 0; s < shape.s; ++s) {
-              const std::int64_t h = p * shape.stride_h - shape.pad_h + r * shape.dilation_h;
-              const std::int64_t ww = q * shape.stride_w - shape.pad_w + s * shape.dilation_w;
-              if (h < 0 || h >= shape.h || ww < 0 || ww >= shape.w) continue;
-              for (std::int64_t c = 0; c < shape.c; ++c)
-                sum += xd[((n * shape.h + h) * shape.w + ww) * shape.c + c] *
-                       wd[((k * shape.r + r) * shape.s + s) * shape.c + c];
-            }
-          y.push_back(sum);
-        }
-  return y;
-}
 
 struct ConvCase {
   std::int64_t n, h, w, c, k;
@@ -87,7 +64,7 @@ TEST_SUITE("layers") {
       const Tensor x = cumtl_test::random_tensor<double>(Shape{test.n, test.h, test.w, test.c}, 4);
       const Tensor y = conv.forward(ctx, x);
       CHECK(y.shape() == Shape{shape.n, shape.out_h(), shape.out_w(), shape.k});
-      std::vector<double> expected = direct_convolution(x, conv.weight().value, shape);
+      std::vector<double> expected = cumtl_test::direct_convolution(x, conv.weight().value, shape);
       if (test.options.bias) {
         const std::vector<double> bias = store.parameter("conv.bias").value.to_vector<double>();
         for (std::size_t i = 0; i < expected.size(); ++i) expected[i] += bias[i % std::size_t(shape.k)];

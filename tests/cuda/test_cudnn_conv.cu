@@ -42,16 +42,6 @@ std::vector<float> random_values(std::int64_t count, std::uint64_t seed) {
   return tensor.to_vector<float>();
 }
 
-std::int64_t x_count(const ConvShape& s) {
-  return s.n * s.h * s.w * s.c;
-}
-std::int64_t w_count(const ConvShape& s) {
-  return s.k * s.r * s.s * s.c;
-}
-std::int64_t y_count(const ConvShape& s) {
-  return s.n * s.out_h() * s.out_w() * s.k;
-}
-
 // Calls term(x index, w index, y index) for every product of the forward
 // convolution (cross-correlation, NHWC and KRSC, zero padding).
 template <class Term>
@@ -79,16 +69,16 @@ struct Inputs {
 
 Inputs random_inputs(ConvDirection direction, const ConvShape& s, std::uint64_t seed) {
   switch (direction) {
-    case ConvDirection::forward: return {random_values(x_count(s), seed), random_values(w_count(s), seed + 1)};
-    case ConvDirection::backward_data: return {random_values(y_count(s), seed), random_values(w_count(s), seed + 1)};
-    default: return {random_values(x_count(s), seed), random_values(y_count(s), seed + 1)};
+    case ConvDirection::forward: return {random_values(s.x_count(), seed), random_values(s.w_count(), seed + 1)};
+    case ConvDirection::backward_data: return {random_values(s.y_count(), seed), random_values(s.w_count(), seed + 1)};
+    default: return {random_values(s.x_count(), seed), random_values(s.y_count(), seed + 1)};
   }
 }
 
 std::int64_t output_count(ConvDirection direction, const ConvShape& s) {
-  return direction == ConvDirection::forward         ? y_count(s)
-         : direction == ConvDirection::backward_data ? x_count(s)
-                                                     : w_count(s);
+  return direction == ConvDirection::forward         ? s.y_count()
+         : direction == ConvDirection::backward_data ? s.x_count()
+                                                     : s.w_count();
 }
 
 std::vector<double> direct_conv(ConvDirection direction, const ConvShape& s, const Inputs& in) {
@@ -263,12 +253,12 @@ TEST_SUITE("cudnn") {
     for (const ConvShape& shape : test_shapes()) {
       CAPTURE(shape.str());
       const Inputs in = random_inputs(ConvDirection::backward_filter, shape, 7);
-      const std::vector<float> initial = random_values(w_count(shape), 9);
+      const std::vector<float> initial = random_values(shape.w_count(), 9);
       std::vector<double> expected = direct_conv(ConvDirection::backward_filter, shape, in);
       for (std::size_t i = 0; i < expected.size(); ++i) expected[i] += double(initial[i]);
       Tensor x = upload(ctx, in.a), dy = upload(ctx, in.b), dw = upload(ctx, initial);
-      cumtl::detail::cuda_backend().conv_backward_filter(ctx, shape, x.data<float>(), dy.data<float>(),
-                                                         dw.data<float>(), cumtl::GradientMode::accumulate);
+      cumtl::detail::cuda_backend().conv_backward_filter(ctx, shape, ScalarType::f32, x.raw_data(), dy.raw_data(),
+                                                         dw.raw_data(), cumtl::GradientMode::accumulate);
       CHECK(cumtl_test::error_over_scale(dw.to_vector<float>(ctx), expected) <= fp32_tolerance);
     }
   }
@@ -314,7 +304,7 @@ TEST_SUITE("cudnn") {
     const ConvShape shape = square_conv(2, 9, 8, 8, 3, 1, 1);
     CHECK(cumtl::cuda::context_conv_plans(ctx) == nullptr);
     const Inputs in = random_inputs(ConvDirection::forward, shape, 41);
-    const std::vector<float> zeros(std::size_t(y_count(shape)), 0.0f);
+    const std::vector<float> zeros(std::size_t(shape.y_count()), 0.0f);
     const std::vector<float> first = gpu_conv(ctx, ConvDirection::forward, shape, strict_fp32, in, zeros);
     const cumtl::cuda::ConvPlanCache* cache = cumtl::cuda::context_conv_plans(ctx);
     REQUIRE(cache != nullptr);

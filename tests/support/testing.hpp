@@ -97,25 +97,41 @@ inline cumtl::Tensor widened(const cumtl::Tensor& narrow) {
 }
 
 template <class Half>
-std::vector<Half> rounded(const cumtl::Tensor& wide) {
+cumtl::Tensor narrowed(const cumtl::Tensor& wide) {
   cumtl::Context cpu;
   cumtl::Tensor narrow = cumtl::Tensor::empty(wide.shape(), cumtl::scalar_type_v<Half>);
   cumtl::ops::convert(cpu, wide, narrow);
-  return narrow.to_vector<Half>();
+  return narrow;
+}
+
+template <class Half>
+std::vector<Half> rounded(const cumtl::Tensor& wide) {
+  return narrowed<Half>(wide).template to_vector<Half>();
+}
+
+// Whether some value of a float32 tensor is not representable in `Half`: a
+// test that compares with rounded results needs such values to tell a
+// rounding from a copy.
+template <class Half>
+bool any_rounded(const cumtl::Tensor& wide) {
+  const std::vector<float> values = wide.to_vector<float>();
+  return std::any_of(values.begin(), values.end(), [](float v) { return float(Half(v)) != v; });
 }
 
 // Largest |actual − expected| over the largest |expected|; infinite on a NaN.
 // Outputs and gradients cross zero, where an elementwise relative error means
-// nothing, so errors are measured against the result's scale.
+// nothing, so errors are measured against the result's scale. 2-byte values
+// are widened through float.
 template <class A, class B>
 double error_over_scale(const std::vector<A>& actual, const std::vector<B>& expected) {
   REQUIRE(actual.size() == expected.size());
   double worst = 0, scale = 0;
   for (std::size_t i = 0; i < actual.size(); ++i) {
-    const double difference = std::abs(double(actual[i]) - double(expected[i]));
+    const double wanted = double(cumtl::compute_t<B>(expected[i]));
+    const double difference = std::abs(double(cumtl::compute_t<A>(actual[i])) - wanted);
     if (std::isnan(difference)) return INFINITY;
     worst = std::max(worst, difference);
-    scale = std::max(scale, std::abs(double(expected[i])));
+    scale = std::max(scale, std::abs(wanted));
   }
   return scale == 0 ? worst : worst / scale;
 }

@@ -20,6 +20,10 @@ struct ConvShape {
   // 0 for a geometry without output (a non-positive stride, or a window larger than the padded input).
   std::int64_t out_h() const { return out_extent(h, pad_h, dilation_h, r, stride_h); }
   std::int64_t out_w() const { return out_extent(w, pad_w, dilation_w, s, stride_w); }
+  // The elements of x, w and y.
+  std::int64_t x_count() const { return n * h * w * c; }
+  std::int64_t w_count() const { return k * r * s * c; }
+  std::int64_t y_count() const { return n * out_h() * out_w() * k; }
 
   friend bool operator==(const ConvShape&, const ConvShape&) = default;
 

@@ -161,11 +161,14 @@ class CudaBackend {
   virtual CudaOperations<double>& double_operations() = 0;
   virtual CudaActivationTypeOperations<bfloat16_t>& bfloat16_operations() = 0;
   virtual CudaActivationTypeOperations<float16_t>& float16_operations() = 0;
-  // Convolutions through cuDNN, float32, with TF32 and determinism from ctx.numerics().
-  virtual void conv_forward(Context& ctx, const ConvShape& shape, const float* x, const float* w, float* y) = 0;
-  virtual void conv_backward_data(Context& ctx, const ConvShape& shape, const float* dy, const float* w, float* dx) = 0;
-  virtual void conv_backward_filter(Context& ctx, const ConvShape& shape, const float* x, const float* dy, float* dw,
-                                    GradientMode mode) = 0;
+  // Convolutions through cuDNN on tensors of `type` (float32, bfloat16 or
+  // float16), with TF32 and determinism from ctx.numerics().
+  virtual void conv_forward(Context& ctx, const ConvShape& shape, ScalarType type, const void* x, const void* w,
+                            void* y) = 0;
+  virtual void conv_backward_data(Context& ctx, const ConvShape& shape, ScalarType type, const void* dy,
+                                  const void* w, void* dx) = 0;
+  virtual void conv_backward_filter(Context& ctx, const ConvShape& shape, ScalarType type, const void* x,
+                                    const void* dy, void* dw, GradientMode mode) = 0;
 };
 
 // The registered backend; null in a program without the implementation unit.

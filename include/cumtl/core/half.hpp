@@ -120,6 +120,12 @@ struct compute_type<TwoByteFloat<Format>> {
 template <class T>
 using compute_t = typename compute_type<T>::type;
 
+// Whether T is one of the 2-byte storage types.
+template <class T>
+inline constexpr bool is_two_byte_float = false;
+template <class Format>
+inline constexpr bool is_two_byte_float<TwoByteFloat<Format>> = true;
+
 static_assert(sizeof(bfloat16_t) == 2 && sizeof(float16_t) == 2);
 static_assert(bfloat16_t(1.0f).bits == 0x3f80 && float16_t(1.0f).bits == 0x3c00);
 static_assert(float(float16_t::from_bits(0x0001)) == 0x1p-24f && float(float16_t::from_bits(0x7bff)) == 65504.0f);

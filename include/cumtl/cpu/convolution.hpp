@@ -10,11 +10,20 @@
 // more: dcols = dY · W, scattered back (col2im), and dW (+)= dYᵀ · cols. A 1×1
 // convolution with stride 1 and no padding needs no unrolling at all. The
 // unrolled images live in the context's workspace, one buffer per thread.
+//
+// bf16 and f16 run through the float twin: the 2-byte operands widened to
+// float (exactly), the float GEMMs (fp32 accumulation), each result rounded
+// once. Those are the rounding points of cuDNN's bf16 and f16 convolutions,
+// whose engines cumtl keeps to those that read 2-byte operands, accumulate in
+// fp32 and round the output (cuda/cudnn_conv.hpp's filters); a product of two
+// 2-byte values is exact in float, so the devices differ only in the order of
+// the fp32 sums.
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "cumtl/core/context.hpp"
 #include "cumtl/core/conv_shape.hpp"
@@ -214,6 +223,42 @@ void conv_backward_filter(Context& ctx, const ConvShape& shape, const T* x, cons
       for (std::int64_t i = begin; i < end; ++i) dw[i] += partial[i];
     }
   });
+}
+
+template <class Half>
+  requires is_two_byte_float<Half>
+void conv_forward(Context& ctx, const ConvShape& shape, const Half* x, const Half* w, Half* y) {
+  const std::vector<float> x32 = widened(ctx, x, shape.x_count()), w32 = widened(ctx, w, shape.w_count());
+  std::vector<float> y32(static_cast<std::size_t>(shape.y_count()));
+  conv_forward<float>(ctx, shape, x32.data(), w32.data(), y32.data());
+  round_to(ctx, y32.data(), shape.y_count(), y);
+}
+
+template <class Half>
+  requires is_two_byte_float<Half>
+void conv_backward_data(Context& ctx, const ConvShape& shape, const Half* dy, const Half* w, Half* dx) {
+  const std::vector<float> dy32 = widened(ctx, dy, shape.y_count()), w32 = widened(ctx, w, shape.w_count());
+  std::vector<float> dx32(static_cast<std::size_t>(shape.x_count()));
+  conv_backward_data<float>(ctx, shape, dy32.data(), w32.data(), dx32.data());
+  round_to(ctx, dx32.data(), shape.x_count(), dx);
+}
+
+// An accumulated gradient is rounded, then added to dw and rounded again: the
+// GPU path computes the fresh gradient into 2-byte scratch memory and adds it.
+template <class Half>
+  requires is_two_byte_float<Half>
+void conv_backward_filter(Context& ctx, const ConvShape& shape, const Half* x, const Half* dy, Half* dw,
+                          GradientMode mode) {
+  const std::vector<float> x32 = widened(ctx, x, shape.x_count()), dy32 = widened(ctx, dy, shape.y_count());
+  std::vector<float> dw32(static_cast<std::size_t>(shape.w_count()));
+  conv_backward_filter<float>(ctx, shape, x32.data(), dy32.data(), dw32.data(), GradientMode::overwrite);
+  if (mode == GradientMode::overwrite) {
+    round_to(ctx, dw32.data(), shape.w_count(), dw);
+    return;
+  }
+  std::vector<Half> fresh(dw32.size());
+  round_to(ctx, dw32.data(), shape.w_count(), fresh.data());
+  add(ctx, shape.w_count(), dw, fresh.data(), dw);
 }
 
 }  // namespace cumtl::cpu

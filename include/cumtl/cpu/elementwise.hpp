@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "cumtl/core/context.hpp"
 #include "cumtl/core/dtype.hpp"
@@ -60,6 +61,24 @@ void from_half(Context& ctx, std::int64_t count, ScalarType half, const std::uin
       for (std::int64_t i = begin; i < end; ++i) y[i] = T(float(bfloat16_t::from_bits(x[i])));
     else
       for (std::int64_t i = begin; i < end; ++i) y[i] = T(float(float16_t::from_bits(x[i])));
+  });
+}
+
+// The CPU twins of mixed precision that compute in float: 2-byte values
+// widened to float (exactly), and float results rounded to nearest even.
+template <class Half>
+std::vector<float> widened(Context& ctx, const Half* x, std::int64_t count) {
+  std::vector<float> wide(static_cast<std::size_t>(count));
+  ctx.cpu_threads().run_ranges(count, elementwise_chunk, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) wide[std::size_t(i)] = float(x[i]);
+  });
+  return wide;
+}
+
+template <class Half>
+void round_to(Context& ctx, const float* x, std::int64_t count, Half* y) {
+  ctx.cpu_threads().run_ranges(count, elementwise_chunk, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) y[i] = Half(x[i]);
   });
 }
 

@@ -9,11 +9,26 @@
 // CUDA: the cuDNN graph API through cudnn-frontend (cuda/cudnn_conv.hpp,
 // reached through the backend table), with ctx.numerics() deciding TF32 and determinism. CPU:
 // im2col + GEMM (cpu/convolution.hpp).
+//
+// Scalar types: float32, bfloat16 and float16 on both devices, float64 on the
+// CPU. The 2-byte types accumulate in fp32 and round each result once, on both
+// devices; an accumulated filter gradient is rounded, then added (a second rounding).
 
 #include "cumtl/core/conv_shape.hpp"
 #include "cumtl/core/modes.hpp"
 #include "cumtl/cpu/convolution.hpp"
 #include "cumtl/ops/dispatch.hpp"
+
+namespace cumtl::detail {
+
+// cuDNN convolves float32, bfloat16 and float16 tensors for cumtl; float64 is the CPU's, for gradient checks.
+inline void require_cuda_convolution_type(std::string_view operation, const Tensor& tensor) {
+  const ScalarType type = tensor.dtype();
+  CUMTL_REQUIRE(type == ScalarType::f32 || type == ScalarType::bf16 || type == ScalarType::f16, operation,
+                ": CUDA convolutions take float32, bfloat16 or float16 tensors, got ", tensor.description());
+}
+
+}  // namespace cumtl::detail
 
 namespace cumtl::ops {
 
@@ -58,14 +73,13 @@ inline void conv2d_forward(Context& ctx, const Tensor& x, const Tensor& w, const
   detail::require_on_context(ctx, op, {{"x", x}, {"w", w}, {"y", y}});
   const ConvShape shape = conv_shape(op, x, w, geometry);
   detail::require_shape(op, "y", y, conv_output_shape(shape), x.dtype());
-  dispatch_floating(x.dtype(), op, [&]<class T>() {
-    if (ctx.device().is_cuda()) {
-      CUMTL_REQUIRE((std::is_same_v<T, float>), op, ": CUDA convolutions take float32 tensors, got ", x.description());
-      cumtl::detail::cuda_backend().conv_forward(ctx, shape, x.data<float>(), w.data<float>(), y.data<float>());
-      return;
-    }
-    cpu::conv_forward(ctx, shape, x.data<T>(), w.data<T>(), y.data<T>());
-  });
+  if (ctx.device().is_cuda()) {
+    detail::require_cuda_convolution_type(op, x);
+    cumtl::detail::cuda_backend().conv_forward(ctx, shape, x.dtype(), x.raw_data(), w.raw_data(), y.raw_data());
+    return;
+  }
+  dispatch_activation_type(x.dtype(), op,
+                           [&]<class T>() { cpu::conv_forward(ctx, shape, x.data<T>(), w.data<T>(), y.data<T>()); });
 }
 
 inline void conv2d_backward_data(Context& ctx, const Tensor& dy, const Tensor& w, const ConvGeometry& geometry,
@@ -74,12 +88,13 @@ inline void conv2d_backward_data(Context& ctx, const Tensor& dy, const Tensor& w
   detail::require_on_context(ctx, op, {{"dy", dy}, {"w", w}, {"dx", dx}});
   const ConvShape shape = conv_shape(op, dx, w, geometry);
   detail::require_shape(op, "dy", dy, conv_output_shape(shape), w.dtype());
-  dispatch_floating(w.dtype(), op, [&]<class T>() {
-    if (ctx.device().is_cuda()) {
-      CUMTL_REQUIRE((std::is_same_v<T, float>), op, ": CUDA convolutions take float32 tensors, got ", w.description());
-      cumtl::detail::cuda_backend().conv_backward_data(ctx, shape, dy.data<float>(), w.data<float>(), dx.data<float>());
-      return;
-    }
+  if (ctx.device().is_cuda()) {
+    detail::require_cuda_convolution_type(op, w);
+    cumtl::detail::cuda_backend().conv_backward_data(ctx, shape, w.dtype(), dy.raw_data(), w.raw_data(),
+                                                     dx.raw_data());
+    return;
+  }
+  dispatch_activation_type(w.dtype(), op, [&]<class T>() {
     cpu::conv_backward_data(ctx, shape, dy.data<T>(), w.data<T>(), dx.data<T>());
   });
 }
@@ -90,13 +105,13 @@ inline void conv2d_backward_filter(Context& ctx, const Tensor& x, const Tensor& 
   detail::require_on_context(ctx, op, {{"x", x}, {"dy", dy}, {"dw", dw}});
   const ConvShape shape = conv_shape(op, x, dw, geometry);
   detail::require_shape(op, "dy", dy, conv_output_shape(shape), x.dtype());
-  dispatch_floating(x.dtype(), op, [&]<class T>() {
-    if (ctx.device().is_cuda()) {
-      CUMTL_REQUIRE((std::is_same_v<T, float>), op, ": CUDA convolutions take float32 tensors, got ", x.description());
-      cumtl::detail::cuda_backend().conv_backward_filter(ctx, shape, x.data<float>(), dy.data<float>(),
-                                                         dw.data<float>(), mode);
-      return;
-    }
+  if (ctx.device().is_cuda()) {
+    detail::require_cuda_convolution_type(op, x);
+    cumtl::detail::cuda_backend().conv_backward_filter(ctx, shape, x.dtype(), x.raw_data(), dy.raw_data(),
+                                                       dw.raw_data(), mode);
+    return;
+  }
+  dispatch_activation_type(x.dtype(), op, [&]<class T>() {
     cpu::conv_backward_filter(ctx, shape, x.data<T>(), dy.data<T>(), dw.data<T>(), mode);
   });
 }
