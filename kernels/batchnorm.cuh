@@ -37,13 +37,22 @@
 // floating-point atomics: a run on one device is bit-identical to the next.
 // The elementwise applies run in T with per-channel coefficients computed in
 // double; x − mean is formed before scaling, so a large mean does not cancel.
-// Forward normalizes with saved_mean and saved_invstd as stored in T, the very
+// Forward normalizes with saved_mean and saved_invstd as stored in P, the very
 // values backward reads, so backward differentiates exactly what forward did.
+//
+// Precision. The activations (x, residual, y, dy, dx, dresidual) are of T;
+// the parameters, statistics and their gradients (γ, β, the running and saved
+// statistics, dγ, dβ) of P = compute_t<T>: T itself for float and double,
+// float for the 2-byte bf16 and f16 of mixed precision. A 2-byte element is
+// widened, computed in float, and rounded once at the output (y, dx), so the
+// 2-byte twins are the float twins on the same inputs with one rounding; the
+// byte counts above halve for the activations.
 
 #include <cmath>
 #include <cstdint>
 
 #include "cumtl/core/config.hpp"
+#include "cumtl/core/half.hpp"
 
 namespace cumtl::kernels {
 
@@ -141,39 +150,49 @@ CUMTL_HOST_DEVICE inline void batchnorm_store_statistics(std::int64_t channel, d
   running_var[channel] = T((1 - momentum) * double(running_var[channel]) + momentum * (m2 / (rows - 1)));
 }
 
-template <class T>
-CUMTL_HOST_DEVICE inline BatchnormAffine<T> batchnorm_affine(const BatchnormNormalization<T>& normalization,
-                                                             const T* gamma, const T* beta, std::int64_t channel) {
+template <class P>
+CUMTL_HOST_DEVICE inline BatchnormAffine<P> batchnorm_affine(const BatchnormNormalization<P>& normalization,
+                                                             const P* gamma, const P* beta, std::int64_t channel) {
   const double invstd = normalization.invstd != nullptr
                             ? double(normalization.invstd[channel])
                             : batchnorm_invstd(double(normalization.variance[channel]), normalization.eps);
-  return {normalization.mean[channel], T(double(gamma[channel]) * invstd), beta[channel]};
+  return {normalization.mean[channel], P(double(gamma[channel]) * invstd), beta[channel]};
 }
 
-// y = act(bn(x) + residual); pass residual 0 when there is none. NaN stays NaN through the ReLU.
+// An activation widened to double, for the sums.
 template <class T>
-CUMTL_HOST_DEVICE inline T batchnorm_output(T x, T residual, const BatchnormAffine<T>& affine, bool relu) {
-  const T pre = (x - affine.mean) * affine.scale + affine.shift + residual;
-  return relu && pre < T(0) ? T(0) : pre;
+CUMTL_HOST_DEVICE inline double batchnorm_wide(T value) {
+  return double(compute_t<T>(value));
 }
 
-// The gradient at the pre-activation sum: dy where the ReLU passed its input (y > 0).
+// y = act(bn(x) + residual), computed in P and rounded once to T; pass
+// residual 0 when there is none. NaN stays NaN through the ReLU.
+template <class T, class P = compute_t<T>>
+CUMTL_HOST_DEVICE inline T batchnorm_output(T x, T residual, const BatchnormAffine<P>& affine, bool relu) {
+  const P pre = (P(x) - affine.mean) * affine.scale + affine.shift + P(residual);
+  return T(relu && pre < P(0) ? P(0) : pre);
+}
+
+// The gradient at the pre-activation sum: dy where the ReLU passed its input
+// (y > 0), selected, never rounded.
 template <class T>
 CUMTL_HOST_DEVICE inline T batchnorm_pre_gradient(T dy, T y, bool relu) {
-  return relu && !(y > T(0)) ? T(0) : dy;
+  using P = compute_t<T>;
+  return relu && !(P(y) > P(0)) ? T(P(0)) : dy;
 }
 
-template <class T>
-CUMTL_HOST_DEVICE inline BatchnormGradientAffine<T> batchnorm_gradient_affine(T mean, T invstd, T gamma,
+template <class P>
+CUMTL_HOST_DEVICE inline BatchnormGradientAffine<P> batchnorm_gradient_affine(P mean, P invstd, P gamma,
                                                                               const BatchnormChannelGradient& sums,
                                                                               double rows) {
-  return {mean, invstd, T(double(gamma) * double(invstd)), T(sums.dbeta / rows), T(sums.dgamma / rows)};
+  return {mean, invstd, P(double(gamma) * double(invstd)), P(sums.dbeta / rows), P(sums.dgamma / rows)};
 }
 
-template <class T>
-CUMTL_HOST_DEVICE inline T batchnorm_input_gradient(T dpre, T x, const BatchnormGradientAffine<T>& affine) {
-  const T x_hat = (x - affine.mean) * affine.invstd;
-  return affine.scale * (dpre - affine.mean_dpre - x_hat * affine.mean_dpre_xhat);
+// dx, computed in P and rounded once to T.
+template <class T, class P = compute_t<T>>
+CUMTL_HOST_DEVICE inline T batchnorm_input_gradient(T dpre, T x, const BatchnormGradientAffine<P>& affine) {
+  const P x_hat = (P(x) - affine.mean) * affine.invstd;
+  return T(affine.scale * (P(dpre) - affine.mean_dpre - x_hat * affine.mean_dpre_xhat));
 }
 
 // A parameter gradient, replaced or added to (never read when replaced, so an
@@ -206,10 +225,10 @@ __global__ void __launch_bounds__(batchnorm_threads)
   const std::int64_t end = begin + batchnorm_block_rows(blockIdx.y, rows, rows_per_block);
   double count = 0, shift = 0, sum = 0, sum_squares = 0;
   if (channel < channels && begin + threadIdx.y < end) {
-    shift = double(x[(begin + threadIdx.y) * channels + channel]);
+    shift = batchnorm_wide(x[(begin + threadIdx.y) * channels + channel]);
 #pragma unroll 4
     for (std::int64_t row = begin + threadIdx.y; row < end; row += blockDim.y) {
-      const double deviation = double(x[row * channels + channel]) - shift;
+      const double deviation = batchnorm_wide(x[row * channels + channel]) - shift;
       sum += deviation;
       sum_squares += deviation * deviation;
       count += 1;
@@ -227,12 +246,12 @@ __global__ void __launch_bounds__(batchnorm_threads)
 }
 
 // Pass 2: one column of threads per channel over the P partials, strided by TY, then a fixed tree.
-template <class T>
+template <class P>
 __global__ void __launch_bounds__(batchnorm_threads)
     batchnorm_finish_statistics_kernel(std::int64_t rows, std::int64_t channels, std::int64_t rows_per_block,
                                        std::int64_t row_blocks, const BatchnormPartialMoments* __restrict__ partials,
-                                       double momentum, double eps, T* running_mean, T* running_var, T* saved_mean,
-                                       T* saved_invstd) {
+                                       double momentum, double eps, P* running_mean, P* running_var, P* saved_mean,
+                                       P* saved_invstd) {
   __shared__ double sums[batchnorm_threads];
   const std::int64_t channel = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const bool active = channel < channels;
@@ -266,29 +285,29 @@ __global__ void __launch_bounds__(batchnorm_threads)
 
 // Pass 3: y = act(bn(x) + residual). residual may be null, and y may be residual (each element is read, then written,
 // by the same thread), hence no __restrict__ on either.
-template <class T>
+template <class T, class P = compute_t<T>>
 __global__ void __launch_bounds__(batchnorm_threads)
     batchnorm_apply_kernel(std::int64_t rows, std::int64_t channels, std::int64_t rows_per_block,
-                           const T* __restrict__ x, const T* residual, const T* __restrict__ gamma,
-                           const T* __restrict__ beta, BatchnormNormalization<T> normalization, bool relu, T* y) {
+                           const T* __restrict__ x, const T* residual, const P* __restrict__ gamma,
+                           const P* __restrict__ beta, BatchnormNormalization<P> normalization, bool relu, T* y) {
   const std::int64_t channel = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (channel >= channels) return;
   const std::int64_t begin = std::int64_t(blockIdx.y) * rows_per_block;
   const std::int64_t end = begin + batchnorm_block_rows(blockIdx.y, rows, rows_per_block);
-  const BatchnormAffine<T> affine = batchnorm_affine(normalization, gamma, beta, channel);
+  const BatchnormAffine<P> affine = batchnorm_affine(normalization, gamma, beta, channel);
 #pragma unroll 4
   for (std::int64_t row = begin + threadIdx.y; row < end; row += blockDim.y) {
     const std::int64_t i = row * channels + channel;
-    y[i] = batchnorm_output(x[i], residual != nullptr ? residual[i] : T(0), affine, relu);
+    y[i] = batchnorm_output(x[i], residual != nullptr ? residual[i] : T(P(0)), affine, relu);
   }
 }
 
 // Pass 4: partials[b·C + c] = (Σ dpre, Σ dpre·(x − mean)) over the rows of block b, in double.
-template <class T>
+template <class T, class P = compute_t<T>>
 __global__ void __launch_bounds__(batchnorm_threads)
     batchnorm_backward_reduce_kernel(std::int64_t rows, std::int64_t channels, std::int64_t rows_per_block,
                                      const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ y,
-                                     bool relu, const T* __restrict__ saved_mean,
+                                     bool relu, const P* __restrict__ saved_mean,
                                      BatchnormPartialGradient* __restrict__ partials) {
   __shared__ double dpre_sums[batchnorm_threads];
   __shared__ double centered_sums[batchnorm_threads];
@@ -301,9 +320,9 @@ __global__ void __launch_bounds__(batchnorm_threads)
 #pragma unroll 4
     for (std::int64_t row = begin + threadIdx.y; row < end; row += blockDim.y) {
       const std::int64_t i = row * channels + channel;
-      const double dpre = double(batchnorm_pre_gradient(dy[i], relu ? y[i] : T(0), relu));
+      const double dpre = batchnorm_wide(batchnorm_pre_gradient(dy[i], relu ? y[i] : T(P(0)), relu));
       dpre_sum += dpre;
-      centered_sum += dpre * (double(x[i]) - mean);
+      centered_sum += dpre * (batchnorm_wide(x[i]) - mean);
     }
   }
   const int slot = int(threadIdx.y * blockDim.x + threadIdx.x);
@@ -318,11 +337,11 @@ __global__ void __launch_bounds__(batchnorm_threads)
 
 // Pass 5: per channel, the partials summed in a fixed order; dgamma and dbeta stored per mode, and the sums kept in
 // `sums` for pass 6 (dgamma itself may hold an accumulated value).
-template <class T>
+template <class P>
 __global__ void __launch_bounds__(batchnorm_threads)
     batchnorm_finish_backward_kernel(std::int64_t channels, std::int64_t row_blocks,
                                      const BatchnormPartialGradient* __restrict__ partials,
-                                     const T* __restrict__ saved_invstd, bool accumulate, T* dgamma, T* dbeta,
+                                     const P* __restrict__ saved_invstd, bool accumulate, P* dgamma, P* dbeta,
                                      BatchnormChannelGradient* __restrict__ sums) {
   __shared__ double dpre_sums[batchnorm_threads];
   __shared__ double centered_sums[batchnorm_threads];
@@ -352,24 +371,24 @@ __global__ void __launch_bounds__(batchnorm_threads)
 
 // Pass 6: dx and, when dresidual is not null, dresidual = dpre. dresidual may be dy (read, then written, by the same
 // thread), hence no __restrict__ on either.
-template <class T>
+template <class T, class P = compute_t<T>>
 __global__ void __launch_bounds__(batchnorm_threads)
     batchnorm_backward_apply_kernel(std::int64_t rows, std::int64_t channels, std::int64_t rows_per_block, const T* dy,
                                     const T* __restrict__ x, const T* __restrict__ y, bool relu,
-                                    const T* __restrict__ gamma, const T* __restrict__ saved_mean,
-                                    const T* __restrict__ saved_invstd,
+                                    const P* __restrict__ gamma, const P* __restrict__ saved_mean,
+                                    const P* __restrict__ saved_invstd,
                                     const BatchnormChannelGradient* __restrict__ sums, T* __restrict__ dx,
                                     T* dresidual) {
   const std::int64_t channel = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (channel >= channels) return;
   const std::int64_t begin = std::int64_t(blockIdx.y) * rows_per_block;
   const std::int64_t end = begin + batchnorm_block_rows(blockIdx.y, rows, rows_per_block);
-  const BatchnormGradientAffine<T> affine = batchnorm_gradient_affine(saved_mean[channel], saved_invstd[channel],
+  const BatchnormGradientAffine<P> affine = batchnorm_gradient_affine(saved_mean[channel], saved_invstd[channel],
                                                                       gamma[channel], sums[channel], double(rows));
 #pragma unroll 4
   for (std::int64_t row = begin + threadIdx.y; row < end; row += blockDim.y) {
     const std::int64_t i = row * channels + channel;
-    const T dpre = batchnorm_pre_gradient(dy[i], relu ? y[i] : T(0), relu);
+    const T dpre = batchnorm_pre_gradient(dy[i], relu ? y[i] : T(P(0)), relu);
     if (dresidual != nullptr) dresidual[i] = dpre;
     dx[i] = batchnorm_input_gradient(dpre, x[i], affine);
   }

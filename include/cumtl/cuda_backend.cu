@@ -77,6 +77,28 @@ class ActivationTypeOperations : public Interface {
                                 const T* dy, T* dx) override {
     cuda::global_avg_pool_backward<T>(ctx, batch, plane, channels, dy, dx);
   }
+  void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x,
+                               const compute_t<T>* gamma, const compute_t<T>* beta, const T* residual,
+                               Activation activation, double momentum, double eps, compute_t<T>* running_mean,
+                               compute_t<T>* running_var, compute_t<T>* saved_mean, compute_t<T>* saved_invstd,
+                               T* y) override {
+    cuda::batchnorm_forward_train<T>(ctx, rows, channels, x, gamma, beta, residual, activation, momentum, eps,
+                                     running_mean, running_var, saved_mean, saved_invstd, y);
+  }
+  void batchnorm_forward_eval(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x,
+                              const compute_t<T>* gamma, const compute_t<T>* beta, const T* residual,
+                              Activation activation, double eps, const compute_t<T>* running_mean,
+                              const compute_t<T>* running_var, T* y) override {
+    cuda::batchnorm_forward_eval<T>(ctx, rows, channels, x, gamma, beta, residual, activation, eps, running_mean,
+                                    running_var, y);
+  }
+  void batchnorm_backward(Context& ctx, std::int64_t rows, std::int64_t channels, const T* dy, const T* x, const T* y,
+                          const compute_t<T>* gamma, const compute_t<T>* saved_mean, const compute_t<T>* saved_invstd,
+                          Activation activation, T* dx, T* dresidual, compute_t<T>* dgamma, compute_t<T>* dbeta,
+                          GradientMode mode) override {
+    cuda::batchnorm_backward<T>(ctx, rows, channels, dy, x, y, gamma, saved_mean, saved_invstd, activation, dx,
+                                dresidual, dgamma, dbeta, mode);
+  }
 };
 
 template <class Half>
@@ -122,24 +144,6 @@ class Operations final : public ActivationTypeOperations<T, detail::CudaOperatio
   void linear_backward_weight(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const T* dy, const T* x,
                               T* dweight, GradientMode mode) override {
     cuda::linear_backward_weight<T>(ctx, n, in, out, dy, x, dweight, mode);
-  }
-  void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x, const T* gamma,
-                               const T* beta, const T* residual, Activation activation, double momentum, double eps,
-                               T* running_mean, T* running_var, T* saved_mean, T* saved_invstd, T* y) override {
-    cuda::batchnorm_forward_train<T>(ctx, rows, channels, x, gamma, beta, residual, activation, momentum, eps,
-                                     running_mean, running_var, saved_mean, saved_invstd, y);
-  }
-  void batchnorm_forward_eval(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x, const T* gamma,
-                              const T* beta, const T* residual, Activation activation, double eps,
-                              const T* running_mean, const T* running_var, T* y) override {
-    cuda::batchnorm_forward_eval<T>(ctx, rows, channels, x, gamma, beta, residual, activation, eps, running_mean,
-                                    running_var, y);
-  }
-  void batchnorm_backward(Context& ctx, std::int64_t rows, std::int64_t channels, const T* dy, const T* x, const T* y,
-                          const T* gamma, const T* saved_mean, const T* saved_invstd, Activation activation, T* dx,
-                          T* dresidual, T* dgamma, T* dbeta, GradientMode mode) override {
-    cuda::batchnorm_backward<T>(ctx, rows, channels, dy, x, y, gamma, saved_mean, saved_invstd, activation, dx,
-                                dresidual, dgamma, dbeta, mode);
   }
   void multitask_loss(Context& ctx, const kernels::LossHeadTable& table, std::int64_t rows, const T* logits,
                       const std::int32_t* classes, const std::int8_t* binary, const T* positive_weights, T* gradient,

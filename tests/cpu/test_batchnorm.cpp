@@ -68,6 +68,11 @@ void train(Batch& batch, Activation activation, double momentum, double eps) {
                                       batch.y);
 }
 
+// What backward writes; dresidual is undefined without a residual.
+struct Gradients {
+  Tensor dx, dresidual, dgamma, dbeta;
+};
+
 // The direct formula in double, from the batch as it is before the call.
 struct Expected {
   std::vector<double> y, mean, invstd, running_mean, running_var;
@@ -230,6 +235,91 @@ TEST_SUITE("batchnorm") {
             CHECK(*std::min_element(y.begin(), y.end()) == T(0));
           }
         }
+  }
+
+  // The 2-byte twins against the fp32 twins on the same activations (widened)
+  // and the same float parameters. The statistics are sums in double of values
+  // that float holds exactly, so they must equal the fp32 twin's to the bit; y
+  // and dx are computed in float as the fp32 twin computes them and rounded
+  // once; dresidual selects dy; dγ and dβ stay float. The fp32 backward reads
+  // the 2-byte forward's y (widened) as its ReLU mask, so both select alike.
+  TEST_CASE_TEMPLATE("batchnorm: bf16 and f16 twins are the fp32 twins rounded once", Half, cumtl::bfloat16_t,
+                     cumtl::float16_t) {
+    Context cpu;
+    std::uint64_t seed = 900;
+    bool rounding_happened = false;
+    for (const Shape& shape : {Shape{2, 5, 5, 3}, Shape{3, 4, 4, 70}, Shape{1, 1, 2, 5}})
+      for (Activation activation : {Activation::none, Activation::relu})
+        for (bool with_residual : {false, true}) {
+          CAPTURE(shape);
+          CAPTURE(int(activation));
+          CAPTURE(with_residual);
+          Batch wide = random_batch<float>(shape, with_residual, seed += 10);
+          Batch half = wide;
+          half.x = cumtl_test::narrowed<Half>(wide.x);
+          wide.x = cumtl_test::widened(half.x);
+          if (with_residual) {
+            half.residual = cumtl_test::narrowed<Half>(wide.residual);
+            wide.residual = cumtl_test::widened(half.residual);
+          }
+          half.running_mean = copy_of(wide.running_mean);
+          half.running_var = copy_of(wide.running_var);
+          half.saved_mean = copy_of(wide.saved_mean);
+          half.saved_invstd = copy_of(wide.saved_invstd);
+          half.y = Tensor::empty(shape, cumtl::scalar_type_v<Half>);
+
+          train(wide, activation, 0.1, 1e-5);
+          train(half, activation, 0.1, 1e-5);
+          CHECK(half.y.to_vector<Half>() == cumtl_test::rounded<Half>(wide.y));
+          rounding_happened |= cumtl_test::any_rounded<Half>(wide.y);
+          CHECK(half.saved_mean.to_vector<float>() == wide.saved_mean.to_vector<float>());
+          CHECK(half.saved_invstd.to_vector<float>() == wide.saved_invstd.to_vector<float>());
+          CHECK(half.running_mean.to_vector<float>() == wide.running_mean.to_vector<float>());
+          CHECK(half.running_var.to_vector<float>() == wide.running_var.to_vector<float>());
+
+          const Tensor dy = cumtl_test::random_tensor<Half>(shape, seed + 7, -1, 1);
+          const Tensor initial_dgamma = cumtl_test::random_tensor<float>(Shape{channels_of(shape)}, seed + 8);
+          const Tensor initial_dbeta = cumtl_test::random_tensor<float>(Shape{channels_of(shape)}, seed + 9);
+          const auto backward = [&](const Batch& batch, const Tensor& dy_in, const Tensor& y, ScalarType type) {
+            Gradients out{Tensor::empty(shape, type), with_residual ? Tensor::empty(shape, type) : Tensor(),
+                          copy_of(initial_dgamma), copy_of(initial_dbeta)};
+            cumtl::ops::batchnorm_backward(cpu, dy_in, batch.x, y, batch.gamma, batch.saved_mean, batch.saved_invstd,
+                                           activation, out.dx, out.dresidual, out.dgamma, out.dbeta,
+                                           GradientMode::accumulate);
+            return out;
+          };
+          const Gradients narrow = backward(half, dy, half.y, cumtl::scalar_type_v<Half>);
+          const Gradients reference = backward(wide, cumtl_test::widened(dy), cumtl_test::widened(half.y), ScalarType::f32);
+          CHECK(narrow.dx.to_vector<Half>() == cumtl_test::rounded<Half>(reference.dx));
+          if (with_residual) CHECK(narrow.dresidual.to_vector<Half>() == cumtl_test::rounded<Half>(reference.dresidual));
+          CHECK(narrow.dgamma.to_vector<float>() == reference.dgamma.to_vector<float>());
+          CHECK(narrow.dbeta.to_vector<float>() == reference.dbeta.to_vector<float>());
+
+          Tensor y_eval = Tensor::empty(shape, cumtl::scalar_type_v<Half>);
+          Tensor y_eval32 = Tensor::empty(shape, ScalarType::f32);
+          cumtl::ops::batchnorm_forward_eval(cpu, half.x, half.gamma, half.beta, half.residual, activation, 1e-5,
+                                             half.running_mean, half.running_var, y_eval);
+          cumtl::ops::batchnorm_forward_eval(cpu, wide.x, wide.gamma, wide.beta, wide.residual, activation, 1e-5,
+                                             wide.running_mean, wide.running_var, y_eval32);
+          CHECK(y_eval.to_vector<Half>() == cumtl_test::rounded<Half>(y_eval32));
+        }
+    // Outputs that the half type cannot hold exist, so a twin that skipped the rounding would be seen.
+    CHECK(rounding_happened);
+  }
+
+  TEST_CASE("batchnorm: bf16 activations take float32 parameters and statistics") {
+    Context cpu;
+    const Shape shape{2, 3, 3, 4};
+    Batch batch = random_batch<float>(shape, false, 55);
+    batch.x = cumtl_test::narrowed<cumtl::bfloat16_t>(batch.x);
+    batch.y = Tensor::empty(shape, ScalarType::bf16);
+    Batch wrong = batch;
+    wrong.gamma = cumtl_test::narrowed<cumtl::bfloat16_t>(batch.gamma);
+    CHECK_ERROR_WITH(train(wrong, Activation::none, 0.1, 1e-5), "ops::batchnorm_forward_train", "'gamma'",
+                     "must be float32[4]", "bfloat16[4]");
+    wrong = batch;
+    wrong.y = Tensor::empty(shape, ScalarType::f32);
+    CHECK_ERROR_WITH(train(wrong, Activation::none, 0.1, 1e-5), "ops::batchnorm_forward_train", "'y'");
   }
 
   TEST_CASE("batchnorm: running statistics follow the hand-computed update") {
@@ -451,7 +541,7 @@ TEST_SUITE("batchnorm") {
     integers.saved_mean = Tensor::zeros(Shape{3}, ScalarType::i32);
     integers.saved_invstd = Tensor::zeros(Shape{3}, ScalarType::i32);
     integers.y = Tensor::zeros(Shape{2, 2, 2, 3}, ScalarType::i32);
-    CHECK_ERROR_WITH(train_with(integers), op, "float32 or float64", "int32");
+    CHECK_ERROR_WITH(train_with(integers), op, "float32, float64, bfloat16 or float16", "int32");
 
     Batch aliased = batch;
     aliased.y = batch.x;

@@ -1,12 +1,13 @@
 // Batch normalization on the GPU against its CPU twin at awkward shapes (C not
 // a multiple of a warp, one or two rows, a batch of one), with and without the
 // residual and the ReLU; its determinism, sound statistics for a large mean,
-// double precision and in-place use. Needs a GPU.
+// double precision, bf16 and f16 activations, and in-place use. Needs a GPU.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "cumtl/ops/batchnorm.hpp"
@@ -25,9 +26,14 @@ namespace {
 
 template <class T>
 Tensor filled(Context& ctx, const Shape& shape, double value) {
-  Tensor tensor = Tensor::empty(ctx, shape, cumtl::scalar_type_v<T>);
-  cumtl::ops::fill(ctx, tensor, value);
-  return tensor;
+  if constexpr (cumtl::is_two_byte_float<T>) {
+    Context cpu;
+    return cumtl_test::narrowed<T>(filled<float>(cpu, shape, value)).to(ctx, ctx.device());
+  } else {
+    Tensor tensor = Tensor::empty(ctx, shape, cumtl::scalar_type_v<T>);
+    cumtl::ops::fill(ctx, tensor, value);
+    return tensor;
+  }
 }
 
 Tensor defined_or_none(const Tensor& tensor, Context& ctx, Device device) {
@@ -57,19 +63,21 @@ struct Batch {
   }
 };
 
+// Activations of T, parameters and statistics of its compute type.
 template <class T>
 Batch random_batch(const Shape& shape, bool with_residual, std::uint64_t seed) {
+  using P = cumtl::compute_t<T>;
   Context cpu;
   const Shape channels{shape[shape.rank() - 1]};
   Batch batch;
   batch.x = cumtl_test::random_tensor<T>(shape, seed, -2, 3);
-  batch.gamma = cumtl_test::random_tensor<T>(channels, seed + 1, 0.5, 1.5);
-  batch.beta = cumtl_test::random_tensor<T>(channels, seed + 2, -0.5, 0.5);
+  batch.gamma = cumtl_test::random_tensor<P>(channels, seed + 1, 0.5, 1.5);
+  batch.beta = cumtl_test::random_tensor<P>(channels, seed + 2, -0.5, 0.5);
   if (with_residual) batch.residual = cumtl_test::random_tensor<T>(shape, seed + 3, -1, 1);
-  batch.running_mean = cumtl_test::random_tensor<T>(channels, seed + 4, -0.5, 0.5);
-  batch.running_var = cumtl_test::random_tensor<T>(channels, seed + 5, 0.5, 2);
-  batch.saved_mean = filled<T>(cpu, channels, std::numeric_limits<double>::infinity());
-  batch.saved_invstd = filled<T>(cpu, channels, std::numeric_limits<double>::infinity());
+  batch.running_mean = cumtl_test::random_tensor<P>(channels, seed + 4, -0.5, 0.5);
+  batch.running_var = cumtl_test::random_tensor<P>(channels, seed + 5, 0.5, 2);
+  batch.saved_mean = filled<P>(cpu, channels, std::numeric_limits<double>::infinity());
+  batch.saved_invstd = filled<P>(cpu, channels, std::numeric_limits<double>::infinity());
   batch.y = filled<T>(cpu, shape, std::numeric_limits<double>::infinity());
   return batch;
 }
@@ -87,13 +95,14 @@ struct Gradients {
 
 template <class T>
 Gradients make_gradients(Context& ctx, const Shape& shape, bool with_residual, GradientMode mode) {
+  using P = cumtl::compute_t<T>;
   const Shape channels{shape[shape.rank() - 1]};
   const double inf = std::numeric_limits<double>::infinity();
   Gradients gradients{filled<T>(ctx, shape, inf), with_residual ? filled<T>(ctx, shape, inf) : Tensor(),
-                      filled<T>(ctx, channels, inf), filled<T>(ctx, channels, inf)};
+                      filled<P>(ctx, channels, inf), filled<P>(ctx, channels, inf)};
   if (mode == GradientMode::accumulate) {
-    gradients.dgamma = cumtl_test::random_tensor<T>(channels, 91, -1, 1).to(ctx, ctx.device());
-    gradients.dbeta = cumtl_test::random_tensor<T>(channels, 92, -1, 1).to(ctx, ctx.device());
+    gradients.dgamma = cumtl_test::random_tensor<P>(channels, 91, -1, 1).to(ctx, ctx.device());
+    gradients.dbeta = cumtl_test::random_tensor<P>(channels, 92, -1, 1).to(ctx, ctx.device());
   }
   return gradients;
 }
@@ -112,30 +121,54 @@ Shape nhwc(const Shape& spatial, std::int64_t channels) {
   return Shape::nhwc(spatial[0], spatial[1], spatial[2], channels);
 }
 
-// Forward train on both devices from the same batch; checks that they agree and returns the CPU's result.
+// Forward train on both devices from the same batch; checks that they agree
+// and returns the CPU's result. `output_tolerance` bounds y (by default
+// `tolerance`, which bounds the statistics).
 template <class T>
-Batch forward_checked_against_cpu(Context& gpu, const Batch& batch, Activation activation, double tolerance) {
+Batch forward_checked_against_cpu(Context& gpu, const Batch& batch, Activation activation, double tolerance,
+                                  double output_tolerance = 0) {
+  using P = cumtl::compute_t<T>;
+  if (output_tolerance == 0) output_tolerance = tolerance;
   Context cpu;
   Batch expected = batch.to(cpu, Device::cpu());
   Batch actual = batch.to(gpu, gpu.device());
   train(cpu, expected, activation);
   train(gpu, actual, activation);
-  CHECK(cumtl_test::error_over_scale(actual.y.to_vector<T>(gpu), expected.y.to_vector<T>()) < tolerance);
-  CHECK(cumtl_test::error_over_scale(actual.saved_mean.to_vector<T>(gpu), expected.saved_mean.to_vector<T>()) <
+  CHECK(cumtl_test::error_over_scale(actual.y.to_vector<T>(gpu), expected.y.to_vector<T>()) < output_tolerance);
+  CHECK(cumtl_test::error_over_scale(actual.saved_mean.to_vector<P>(gpu), expected.saved_mean.to_vector<P>()) <
         tolerance);
-  CHECK(cumtl_test::max_relative_error(actual.saved_invstd.to_vector<T>(gpu), expected.saved_invstd.to_vector<T>()) <
+  CHECK(cumtl_test::max_relative_error(actual.saved_invstd.to_vector<P>(gpu), expected.saved_invstd.to_vector<P>()) <
         tolerance);
-  CHECK(cumtl_test::error_over_scale(actual.running_mean.to_vector<T>(gpu), expected.running_mean.to_vector<T>()) <
+  CHECK(cumtl_test::error_over_scale(actual.running_mean.to_vector<P>(gpu), expected.running_mean.to_vector<P>()) <
         tolerance);
-  CHECK(cumtl_test::max_relative_error(actual.running_var.to_vector<T>(gpu), expected.running_var.to_vector<T>()) <
+  CHECK(cumtl_test::max_relative_error(actual.running_var.to_vector<P>(gpu), expected.running_var.to_vector<P>()) <
         tolerance);
   return expected;
+}
+
+// Forward eval on both devices from the same batch: y agrees within `tolerance`, and the running statistics are
+// left as they were.
+template <class T>
+void eval_checked_against_cpu(Context& gpu, const Batch& batch, Activation activation, double tolerance) {
+  using P = cumtl::compute_t<T>;
+  Context cpu;
+  Batch expected = batch.to(cpu, Device::cpu());
+  Batch actual = batch.to(gpu, gpu.device());
+  cumtl::ops::batchnorm_forward_eval(cpu, expected.x, expected.gamma, expected.beta, expected.residual, activation,
+                                     1e-5, expected.running_mean, expected.running_var, expected.y);
+  cumtl::ops::batchnorm_forward_eval(gpu, actual.x, actual.gamma, actual.beta, actual.residual, activation, 1e-5,
+                                     actual.running_mean, actual.running_var, actual.y);
+  CHECK(cumtl_test::error_over_scale(actual.y.to_vector<T>(gpu), expected.y.to_vector<T>()) < tolerance);
+  CHECK(actual.running_mean.to_vector<P>(gpu) == expected.running_mean.to_vector<P>());
+  CHECK(actual.running_var.to_vector<P>(gpu) == expected.running_var.to_vector<P>());
 }
 
 // Backward on both devices from the same forward results (so the ReLU masks are the same) and the same dy.
 template <class T>
 void backward_checked_against_cpu(Context& gpu, const Batch& trained, Activation activation, bool with_residual,
-                                  GradientMode mode, double tolerance) {
+                                  GradientMode mode, double tolerance, double input_gradient_tolerance = 0) {
+  using P = cumtl::compute_t<T>;
+  if (input_gradient_tolerance == 0) input_gradient_tolerance = tolerance;
   Context cpu;
   const Shape shape = trained.x.shape();
   const Tensor dy = cumtl_test::random_tensor<T>(shape, 17, -1, 1);
@@ -144,9 +177,10 @@ void backward_checked_against_cpu(Context& gpu, const Batch& trained, Activation
   backward(cpu, dy, trained, activation, expected, mode);
   const Batch on_gpu = trained.to(gpu, gpu.device());
   backward(gpu, dy.to(gpu, gpu.device()), on_gpu, activation, actual, mode);
-  CHECK(cumtl_test::error_over_scale(actual.dx.to_vector<T>(gpu), expected.dx.to_vector<T>()) < tolerance);
-  CHECK(cumtl_test::error_over_scale(actual.dgamma.to_vector<T>(gpu), expected.dgamma.to_vector<T>()) < tolerance);
-  CHECK(cumtl_test::error_over_scale(actual.dbeta.to_vector<T>(gpu), expected.dbeta.to_vector<T>()) < tolerance);
+  CHECK(cumtl_test::error_over_scale(actual.dx.to_vector<T>(gpu), expected.dx.to_vector<T>()) <
+        input_gradient_tolerance);
+  CHECK(cumtl_test::error_over_scale(actual.dgamma.to_vector<P>(gpu), expected.dgamma.to_vector<P>()) < tolerance);
+  CHECK(cumtl_test::error_over_scale(actual.dbeta.to_vector<P>(gpu), expected.dbeta.to_vector<P>()) < tolerance);
   if (with_residual) CHECK(actual.dresidual.to_vector<T>(gpu) == expected.dresidual.to_vector<T>());
 }
 
@@ -173,9 +207,34 @@ TEST_SUITE("batchnorm") {
           }
   }
 
+  // bf16 and f16 activations with float statistics: the statistics are the
+  // float path's (sums in double of the same values), y and dx one rounding
+  // of float results whose last bits may differ between the devices, so one
+  // unit in the last place of the result's scale (2^-7 for bf16, 2^-10 for
+  // f16) on top of the float tolerances.
+  TEST_CASE_TEMPLATE("batchnorm: bf16 and f16 forward train, eval and backward on the GPU match the CPU twin", Half,
+                     cumtl::bfloat16_t, cumtl::float16_t) {
+    Context gpu(Device::cuda(0));
+    const double ulp = std::is_same_v<Half, cumtl::bfloat16_t> ? 0x1p-7 : 0x1p-10;
+    std::uint64_t seed = 3000;
+    for (const Shape& spatial : awkward_spatial)
+      for (std::int64_t channels : awkward_channels)
+        for (Activation activation : {Activation::none, Activation::relu})
+          for (bool with_residual : {false, true}) {
+            const Shape shape = nhwc(spatial, channels);
+            CAPTURE(shape);
+            CAPTURE(int(activation));
+            CAPTURE(with_residual);
+            const Batch batch = random_batch<Half>(shape, with_residual, seed += 10);
+            const Batch trained = forward_checked_against_cpu<Half>(gpu, batch, activation, 1e-5, ulp + 1e-5);
+            backward_checked_against_cpu<Half>(gpu, trained, activation, with_residual, GradientMode::accumulate, 1e-4,
+                                               ulp + 1e-4);
+            eval_checked_against_cpu<Half>(gpu, batch, activation, ulp + 1e-5);
+          }
+  }
+
   TEST_CASE("batchnorm: forward eval on the GPU matches the CPU twin") {
     Context gpu(Device::cuda(0));
-    Context cpu;
     std::vector<Shape> spatials = awkward_spatial;
     spatials.push_back(Shape{0, 7, 7});
     std::uint64_t seed = 1000;
@@ -187,16 +246,8 @@ TEST_SUITE("batchnorm") {
             CAPTURE(shape);
             CAPTURE(int(activation));
             CAPTURE(with_residual);
-            Batch expected = random_batch<float>(shape, with_residual, seed += 10);
-            Batch actual = expected.to(gpu, gpu.device());
-            cumtl::ops::batchnorm_forward_eval(cpu, expected.x, expected.gamma, expected.beta, expected.residual,
-                                               activation, 1e-5, expected.running_mean, expected.running_var,
-                                               expected.y);
-            cumtl::ops::batchnorm_forward_eval(gpu, actual.x, actual.gamma, actual.beta, actual.residual, activation,
-                                               1e-5, actual.running_mean, actual.running_var, actual.y);
-            CHECK(cumtl_test::error_over_scale(actual.y.to_vector<float>(gpu), expected.y.to_vector<float>()) < 1e-5);
-            CHECK(actual.running_mean.to_vector<float>(gpu) == expected.running_mean.to_vector<float>());
-            CHECK(actual.running_var.to_vector<float>(gpu) == expected.running_var.to_vector<float>());
+            eval_checked_against_cpu<float>(gpu, random_batch<float>(shape, with_residual, seed += 10), activation,
+                                            1e-5);
           }
   }
 

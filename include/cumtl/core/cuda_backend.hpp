@@ -67,6 +67,20 @@ class CudaActivationTypeOperations {
                                        const T* x, T* y) = 0;
   virtual void global_avg_pool_backward(Context& ctx, std::int64_t batch, std::int64_t plane, std::int64_t channels,
                                         const T* dy, T* dx) = 0;
+  // batch norm: the parameters and statistics of compute_t<T>
+  virtual void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x,
+                                       const compute_t<T>* gamma, const compute_t<T>* beta, const T* residual,
+                                       Activation activation, double momentum, double eps,
+                                       compute_t<T>* running_mean, compute_t<T>* running_var,
+                                       compute_t<T>* saved_mean, compute_t<T>* saved_invstd, T* y) = 0;
+  virtual void batchnorm_forward_eval(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x,
+                                      const compute_t<T>* gamma, const compute_t<T>* beta, const T* residual,
+                                      Activation activation, double eps, const compute_t<T>* running_mean,
+                                      const compute_t<T>* running_var, T* y) = 0;
+  virtual void batchnorm_backward(Context& ctx, std::int64_t rows, std::int64_t channels, const T* dy, const T* x,
+                                  const T* y, const compute_t<T>* gamma, const compute_t<T>* saved_mean,
+                                  const compute_t<T>* saved_invstd, Activation activation, T* dx, T* dresidual,
+                                  compute_t<T>* dgamma, compute_t<T>* dbeta, GradientMode mode) = 0;
 };
 
 // Those and the rest, for float and double.
@@ -94,18 +108,6 @@ class CudaOperations : public CudaActivationTypeOperations<T> {
                                     const T* weight, T* dx) = 0;
   virtual void linear_backward_weight(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const T* dy,
                                       const T* x, T* dweight, GradientMode mode) = 0;
-  // batch norm
-  virtual void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x,
-                                       const T* gamma, const T* beta, const T* residual, Activation activation,
-                                       double momentum, double eps, T* running_mean, T* running_var, T* saved_mean,
-                                       T* saved_invstd, T* y) = 0;
-  virtual void batchnorm_forward_eval(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x,
-                                      const T* gamma, const T* beta, const T* residual, Activation activation,
-                                      double eps, const T* running_mean, const T* running_var, T* y) = 0;
-  virtual void batchnorm_backward(Context& ctx, std::int64_t rows, std::int64_t channels, const T* dy, const T* x,
-                                  const T* y, const T* gamma, const T* saved_mean, const T* saved_invstd,
-                                  Activation activation, T* dx, T* dresidual, T* dgamma, T* dbeta,
-                                  GradientMode mode) = 0;
   // the multi-task loss
   virtual void multitask_loss(Context& ctx, const kernels::LossHeadTable& table, std::int64_t rows, const T* logits,
                               const std::int32_t* classes, const std::int8_t* binary, const T* positive_weights,

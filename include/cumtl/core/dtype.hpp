@@ -88,6 +88,13 @@ struct scalar_type_of<float16_t> {
 template <class T>
 inline constexpr ScalarType scalar_type_v = scalar_type_of<T>::value;
 
+// The scalar type arithmetic on `type` is done in (compute_t): float32 for
+// bf16 and f16, `type` itself otherwise. Mixed-precision operations keep
+// their parameters and statistics in it.
+inline constexpr ScalarType compute_type_of(ScalarType type) {
+  return type == ScalarType::bf16 || type == ScalarType::f16 ? ScalarType::f32 : type;
+}
+
 // Calls fn.template operator()<T>() with T the floating-point type that
 // `type` names; any other type is an error naming the operation.
 template <class Fn>

@@ -10,10 +10,10 @@
 //   fp16   float16             float32          TF32, with dynamic loss scaling
 //
 // TF32 is a GPU math mode: the CPU twins compute fp32, so tf32 is refused on
-// the CPU rather than silently meaning fp32 there. Of the operations, only
-// ReLU, dropout and add run on bf16 and f16 tensors so far; convolution,
-// linear, batch norm and pooling are fp32, so choose_precision refuses bf16 and
-// fp16 with that reason.
+// the CPU rather than silently meaning fp32 there. ReLU, dropout, add,
+// pooling, batch norm and the convolutions run on bf16 and f16 tensors; the
+// linear layers, the loss and the master weights do not yet, so
+// choose_precision refuses bf16 and fp16 with that reason.
 
 #include <array>
 #include <cstdint>

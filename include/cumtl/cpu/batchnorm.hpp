@@ -5,7 +5,9 @@
 // deviations from it while the block is still in cache), the blocks merged by
 // Chan, Golub and LeVeque's formula: a different sound algorithm from the
 // kernels' shifted single-pass sums, which the GPU tests compare it with. The
-// per-element and per-channel math is the kernels' own.
+// per-element and per-channel math is the kernels' own, in the same precision:
+// activations of T, parameters and statistics of compute_t<T> (float for the
+// 2-byte types, each 2-byte output rounded once from float).
 //
 // The rows are cut into blocks of about block_elements values, which the
 // context's threads take in turn; per-block results are combined in block
@@ -157,16 +159,17 @@ void with_relu_and_residual(bool relu, bool residual, F&& f) {
 
 template <bool Relu, bool Residual, class T>
 void batchnorm_apply_rows(std::int64_t rows, std::int64_t channels, const T* x, const T* residual,
-                          const BatchnormAffineColumns<T>& affine, T* y) {
-  const T *mean = affine.mean.data(), *scale = affine.scale.data(), *shift = affine.shift.data();
+                          const BatchnormAffineColumns<compute_t<T>>& affine, T* y) {
+  using P = compute_t<T>;
+  const P *mean = affine.mean.data(), *scale = affine.scale.data(), *shift = affine.shift.data();
   for (std::int64_t row = 0; row < rows; ++row) {
     const std::int64_t offset = row * channels;
     CUMTL_CPU_INDEPENDENT_ITERATIONS
     for (std::int64_t c = 0; c < channels; ++c) {
       const std::int64_t i = offset + c;
-      T add = T(0);
+      T add = T(P(0));
       if constexpr (Residual) add = residual[i];
-      y[i] = kernels::batchnorm_output(x[i], add, kernels::BatchnormAffine<T>{mean[c], scale[c], shift[c]}, Relu);
+      y[i] = kernels::batchnorm_output(x[i], add, kernels::BatchnormAffine<P>{mean[c], scale[c], shift[c]}, Relu);
     }
   }
 }
@@ -180,7 +183,7 @@ void block_statistics(std::int64_t rows, std::int64_t channels, const T* values,
   double* sums = lane_sums.data();
   lanes.for_each_run(rows, [&](std::int64_t first, std::int64_t count) {
     CUMTL_CPU_INDEPENDENT_ITERATIONS
-    for (std::int64_t i = 0; i < count; ++i) sums[i] += double(values[first + i]);
+    for (std::int64_t i = 0; i < count; ++i) sums[i] += kernels::batchnorm_wide(values[first + i]);
   });
   std::fill_n(mean, channels, 0.0);
   lanes.fold(sums, mean);
@@ -192,7 +195,7 @@ void block_statistics(std::int64_t rows, std::int64_t channels, const T* values,
   lanes.for_each_run(rows, [&](std::int64_t first, std::int64_t count) {
     CUMTL_CPU_INDEPENDENT_ITERATIONS
     for (std::int64_t i = 0; i < count; ++i) {
-      const double deviation = double(values[first + i]) - centres[i];
+      const double deviation = kernels::batchnorm_wide(values[first + i]) - centres[i];
       sums[i] += deviation * deviation;
     }
   });
@@ -205,7 +208,7 @@ void block_statistics(std::int64_t rows, std::int64_t channels, const T* values,
 // the compiler does not vectorize.
 template <bool Relu, class T>
 void batchnorm_gradient_sums(std::int64_t rows, std::int64_t channels, const T* dy, const T* x, const T* y,
-                             const T* saved_mean, double* dpre_sum, double* centered_sum) {
+                             const compute_t<T>* saved_mean, double* dpre_sum, double* centered_sum) {
   const Lanes lanes(channels);
   const std::size_t width = static_cast<std::size_t>(lanes.width);
   std::vector<T> dpre_buffer(width);
@@ -217,15 +220,15 @@ void batchnorm_gradient_sums(std::int64_t rows, std::int64_t channels, const T* 
   lanes.for_each_run(rows, [&](std::int64_t first, std::int64_t count) {
     CUMTL_CPU_INDEPENDENT_ITERATIONS
     for (std::int64_t i = 0; i < count; ++i) {
-      T mask = T(0);
+      T mask = T(compute_t<T>(0));
       if constexpr (Relu) mask = y[first + i];
       dpre[i] = kernels::batchnorm_pre_gradient(dy[first + i], mask, Relu);
     }
     CUMTL_CPU_INDEPENDENT_ITERATIONS
     for (std::int64_t i = 0; i < count; ++i) {
-      const double value = double(dpre[i]);
+      const double value = kernels::batchnorm_wide(dpre[i]);
       dpre_lanes[i] += value;
-      centered_lanes[i] += value * (double(x[first + i]) - centre[i]);
+      centered_lanes[i] += value * (kernels::batchnorm_wide(x[first + i]) - centre[i]);
     }
   });
   lanes.fold(dpre_lanes, dpre_sum);
@@ -234,21 +237,22 @@ void batchnorm_gradient_sums(std::int64_t rows, std::int64_t channels, const T* 
 
 template <bool Relu, bool Residual, class T>
 void batchnorm_input_gradient_rows(std::int64_t rows, std::int64_t channels, const T* dy, const T* x, const T* y,
-                                   const BatchnormGradientColumns<T>& affine, T* dx, T* dresidual) {
-  const T *mean = affine.mean.data(), *invstd = affine.invstd.data(), *scale = affine.scale.data();
-  const T *mean_dpre = affine.mean_dpre.data(), *mean_dpre_xhat = affine.mean_dpre_xhat.data();
+                                   const BatchnormGradientColumns<compute_t<T>>& affine, T* dx, T* dresidual) {
+  using P = compute_t<T>;
+  const P *mean = affine.mean.data(), *invstd = affine.invstd.data(), *scale = affine.scale.data();
+  const P *mean_dpre = affine.mean_dpre.data(), *mean_dpre_xhat = affine.mean_dpre_xhat.data();
   for (std::int64_t row = 0; row < rows; ++row) {
     const std::int64_t offset = row * channels;
     CUMTL_CPU_INDEPENDENT_ITERATIONS
     for (std::int64_t c = 0; c < channels; ++c) {
       const std::int64_t i = offset + c;
-      T mask = T(0);
+      T mask = T(P(0));
       if constexpr (Relu) mask = y[i];
       const T dpre = kernels::batchnorm_pre_gradient(dy[i], mask, Relu);
       if constexpr (Residual) dresidual[i] = dpre;
       dx[i] = kernels::batchnorm_input_gradient(
           dpre, x[i],
-          kernels::BatchnormGradientAffine<T>{mean[c], invstd[c], scale[c], mean_dpre[c], mean_dpre_xhat[c]});
+          kernels::BatchnormGradientAffine<P>{mean[c], invstd[c], scale[c], mean_dpre[c], mean_dpre_xhat[c]});
     }
   }
 }
@@ -279,9 +283,9 @@ inline void merge_moments_over_ranks(const ChannelSumsOverRanks& sum_over_ranks,
 // y = act(bn(x) + residual) with a given normalization; shared by train and eval.
 template <class T>
 void batchnorm_apply(ThreadPool& threads, std::int64_t rows, std::int64_t channels, const T* x, const T* residual,
-                     const T* gamma, const T* beta, const kernels::BatchnormNormalization<T>& normalization,
-                     Activation activation, T* y) {
-  detail::BatchnormAffineColumns<T> affine(static_cast<std::size_t>(channels));
+                     const compute_t<T>* gamma, const compute_t<T>* beta,
+                     const kernels::BatchnormNormalization<compute_t<T>>& normalization, Activation activation, T* y) {
+  detail::BatchnormAffineColumns<compute_t<T>> affine(static_cast<std::size_t>(channels));
   for (std::int64_t c = 0; c < channels; ++c)
     affine.set(std::size_t(c), kernels::batchnorm_affine(normalization, gamma, beta, c));
   const detail::RowBlocks blocks(rows, channels);
@@ -295,9 +299,10 @@ void batchnorm_apply(ThreadPool& threads, std::int64_t rows, std::int64_t channe
 }
 
 template <class T>
-void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x, const T* gamma,
-                             const T* beta, const T* residual, Activation activation, double momentum, double eps,
-                             T* running_mean, T* running_var, T* saved_mean, T* saved_invstd, T* y,
+void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x,
+                             const compute_t<T>* gamma, const compute_t<T>* beta, const T* residual,
+                             Activation activation, double momentum, double eps, compute_t<T>* running_mean,
+                             compute_t<T>* running_var, compute_t<T>* saved_mean, compute_t<T>* saved_invstd, T* y,
                              const ChannelSumsOverRanks* sum_over_ranks = nullptr) {
   ThreadPool& threads = ctx.cpu_threads();
   const std::size_t width = static_cast<std::size_t>(channels);
@@ -327,22 +332,25 @@ void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t chann
     kernels::batchnorm_store_statistics(c, mean[std::size_t(c)], m2[std::size_t(c)], merged, momentum, eps,
                                         running_mean, running_var, saved_mean, saved_invstd);
   batchnorm_apply(threads, rows, channels, x, residual, gamma, beta,
-                  kernels::BatchnormNormalization<T>{saved_mean, saved_invstd, nullptr, eps}, activation, y);
+                  kernels::BatchnormNormalization<compute_t<T>>{saved_mean, saved_invstd, nullptr, eps}, activation,
+                  y);
 }
 
 template <class T>
-void batchnorm_forward_eval(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x, const T* gamma,
-                            const T* beta, const T* residual, Activation activation, double eps, const T* running_mean,
-                            const T* running_var, T* y) {
+void batchnorm_forward_eval(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x,
+                            const compute_t<T>* gamma, const compute_t<T>* beta, const T* residual,
+                            Activation activation, double eps, const compute_t<T>* running_mean,
+                            const compute_t<T>* running_var, T* y) {
   batchnorm_apply(ctx.cpu_threads(), rows, channels, x, residual, gamma, beta,
-                  kernels::BatchnormNormalization<T>{running_mean, nullptr, running_var, eps}, activation, y);
+                  kernels::BatchnormNormalization<compute_t<T>>{running_mean, nullptr, running_var, eps}, activation,
+                  y);
 }
 
 template <class T>
 void batchnorm_backward(Context& ctx, std::int64_t rows, std::int64_t channels, const T* dy, const T* x, const T* y,
-                        const T* gamma, const T* saved_mean, const T* saved_invstd, Activation activation, T* dx,
-                        T* dresidual, T* dgamma, T* dbeta, GradientMode mode,
-                        const ChannelSumsOverRanks* sum_over_ranks = nullptr) {
+                        const compute_t<T>* gamma, const compute_t<T>* saved_mean, const compute_t<T>* saved_invstd,
+                        Activation activation, T* dx, T* dresidual, compute_t<T>* dgamma, compute_t<T>* dbeta,
+                        GradientMode mode, const ChannelSumsOverRanks* sum_over_ranks = nullptr) {
   ThreadPool& threads = ctx.cpu_threads();
   const bool relu = activation == Activation::relu;
   const std::size_t width = static_cast<std::size_t>(channels);
@@ -368,7 +376,7 @@ void batchnorm_backward(Context& ctx, std::int64_t rows, std::int64_t channels, 
   whole.push_back(double(rows));
   if (sum_over_ranks != nullptr) (*sum_over_ranks)(whole);
 
-  detail::BatchnormGradientColumns<T> affine(width);
+  detail::BatchnormGradientColumns<compute_t<T>> affine(width);
   for (std::int64_t c = 0; c < channels; ++c) {
     const kernels::BatchnormChannelGradient own = channel_sums(sums, c);
     kernels::batchnorm_store_gradient(dgamma[c], own.dgamma, mode == GradientMode::accumulate);

@@ -1,5 +1,6 @@
 #pragma once
-// Launchers of batch normalization (nvcc only); same signatures as cpu::.
+// Launchers of batch normalization (nvcc only); same signatures as cpu::, with
+// the parameters and statistics of compute_t<T> (float for bf16 and f16).
 // Every pass runs on ctx's stream without a host synchronization; the
 // per-(row block, channel) partials live in ctx's workspace. The row-block
 // split depends only on the shape and the device (its multiprocessors and the
@@ -52,9 +53,10 @@ inline BatchnormGrid batchnorm_grid(const Context& ctx, std::int64_t rows, std::
 }
 
 template <class T>
-void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x, const T* gamma,
-                             const T* beta, const T* residual, Activation activation, double momentum, double eps,
-                             T* running_mean, T* running_var, T* saved_mean, T* saved_invstd, T* y) {
+void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x,
+                             const compute_t<T>* gamma, const compute_t<T>* beta, const T* residual,
+                             Activation activation, double momentum, double eps, compute_t<T>* running_mean,
+                             compute_t<T>* running_var, compute_t<T>* saved_mean, compute_t<T>* saved_invstd, T* y) {
   const ProfileRange range("cumtl::batchnorm_forward_train");
   const detail::DeviceGuard guard(ctx.device().index());
   // Cached for the process: the occupancy of a kernel depends only on the binary and the device model.
@@ -67,20 +69,22 @@ void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t chann
   kernels::batchnorm_statistics_kernel<T>
       <<<shape.grid, shape.block, 0, ctx.stream()>>>(rows, channels, shape.rows_per_block, x, partials);
   CUMTL_CHECK_LAUNCH(ctx, "batchnorm_statistics_kernel");
-  kernels::batchnorm_finish_statistics_kernel<T><<<shape.grid.x, shape.block, 0, ctx.stream()>>>(
+  kernels::batchnorm_finish_statistics_kernel<compute_t<T>><<<shape.grid.x, shape.block, 0, ctx.stream()>>>(
       rows, channels, shape.rows_per_block, shape.row_blocks, partials, momentum, eps, running_mean, running_var,
       saved_mean, saved_invstd);
   CUMTL_CHECK_LAUNCH(ctx, "batchnorm_finish_statistics_kernel");
   kernels::batchnorm_apply_kernel<T><<<shape.grid, shape.block, 0, ctx.stream()>>>(
       rows, channels, shape.rows_per_block, x, residual, gamma, beta,
-      kernels::BatchnormNormalization<T>{saved_mean, saved_invstd, nullptr, eps}, activation == Activation::relu, y);
+      kernels::BatchnormNormalization<compute_t<T>>{saved_mean, saved_invstd, nullptr, eps},
+      activation == Activation::relu, y);
   CUMTL_CHECK_LAUNCH(ctx, "batchnorm_apply_kernel");
 }
 
 template <class T>
-void batchnorm_forward_eval(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x, const T* gamma,
-                            const T* beta, const T* residual, Activation activation, double eps, const T* running_mean,
-                            const T* running_var, T* y) {
+void batchnorm_forward_eval(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x,
+                            const compute_t<T>* gamma, const compute_t<T>* beta, const T* residual,
+                            Activation activation, double eps, const compute_t<T>* running_mean,
+                            const compute_t<T>* running_var, T* y) {
   if (rows == 0) return;
   const ProfileRange range("cumtl::batchnorm_forward_eval");
   const detail::DeviceGuard guard(ctx.device().index());
@@ -88,14 +92,16 @@ void batchnorm_forward_eval(Context& ctx, std::int64_t rows, std::int64_t channe
   const BatchnormGrid shape = batchnorm_grid(ctx, rows, channels, resident);
   kernels::batchnorm_apply_kernel<T><<<shape.grid, shape.block, 0, ctx.stream()>>>(
       rows, channels, shape.rows_per_block, x, residual, gamma, beta,
-      kernels::BatchnormNormalization<T>{running_mean, nullptr, running_var, eps}, activation == Activation::relu, y);
+      kernels::BatchnormNormalization<compute_t<T>>{running_mean, nullptr, running_var, eps},
+      activation == Activation::relu, y);
   CUMTL_CHECK_LAUNCH(ctx, "batchnorm_apply_kernel");
 }
 
 template <class T>
 void batchnorm_backward(Context& ctx, std::int64_t rows, std::int64_t channels, const T* dy, const T* x, const T* y,
-                        const T* gamma, const T* saved_mean, const T* saved_invstd, Activation activation, T* dx,
-                        T* dresidual, T* dgamma, T* dbeta, GradientMode mode) {
+                        const compute_t<T>* gamma, const compute_t<T>* saved_mean, const compute_t<T>* saved_invstd,
+                        Activation activation, T* dx, T* dresidual, compute_t<T>* dgamma, compute_t<T>* dbeta,
+                        GradientMode mode) {
   const ProfileRange range("cumtl::batchnorm_backward");
   const detail::DeviceGuard guard(ctx.device().index());
   static const int resident = std::min(batchnorm_resident_blocks(kernels::batchnorm_backward_reduce_kernel<T>),
@@ -113,7 +119,7 @@ void batchnorm_backward(Context& ctx, std::int64_t rows, std::int64_t channels, 
   kernels::batchnorm_backward_reduce_kernel<T><<<shape.grid, shape.block, 0, ctx.stream()>>>(
       rows, channels, shape.rows_per_block, dy, x, y, relu, saved_mean, partials);
   CUMTL_CHECK_LAUNCH(ctx, "batchnorm_backward_reduce_kernel");
-  kernels::batchnorm_finish_backward_kernel<T><<<shape.grid.x, shape.block, 0, ctx.stream()>>>(
+  kernels::batchnorm_finish_backward_kernel<compute_t<T>><<<shape.grid.x, shape.block, 0, ctx.stream()>>>(
       channels, shape.row_blocks, partials, saved_invstd, mode == GradientMode::accumulate, dgamma, dbeta, sums);
   CUMTL_CHECK_LAUNCH(ctx, "batchnorm_finish_backward_kernel");
   kernels::batchnorm_backward_apply_kernel<T><<<shape.grid, shape.block, 0, ctx.stream()>>>(

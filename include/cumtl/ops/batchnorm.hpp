@@ -3,9 +3,13 @@
 // fused into its output (the tail of a ResNet block: relu(bn(conv(x)) + skip)).
 //
 // x has rank ≥ 2 with the channels last: C = its last extent, M = x.numel() / C
-// rows. gamma, beta, running_mean, running_var, saved_mean and saved_invstd are
-// [C] of x's scalar type. `residual` and `dresidual` may be undefined tensors,
-// meaning "no residual". float and double on the CPU and on CUDA.
+// rows. x, residual, y, dy, dx and dresidual are float, double, bfloat16 or
+// float16, all of one type; gamma, beta, running_mean, running_var, saved_mean,
+// saved_invstd, dgamma and dbeta are [C] of its compute type: float32 for
+// bfloat16 and float16 activations (mixed precision: the statistics, the
+// parameters and every per-element computation in float, each 2-byte output
+// rounded once), x's own type otherwise. `residual` and `dresidual` may be
+// undefined tensors, meaning "no residual". Every type on the CPU and on CUDA.
 //
 //   batchnorm_forward_train(ctx, x, gamma, beta, residual, act, momentum, eps,
 //                           running_mean, running_var, saved_mean, saved_invstd, y)
@@ -65,11 +69,12 @@ inline std::int64_t batchnorm_channels(std::string_view operation, const Tensor&
   return channels;
 }
 
-// `tensor` is a [C] vector of x's scalar type.
+// `tensor` is a [C] vector of x's compute type.
 inline void batchnorm_require_channel_vector(std::string_view operation, std::string_view name, const Tensor& tensor,
                                              const Tensor& x, std::int64_t channels) {
-  CUMTL_REQUIRE(tensor.dtype() == x.dtype() && tensor.shape() == Shape{channels}, operation, ": tensor '", name,
-                "' must be ", name_of(x.dtype()), Shape{channels}, " (one value per channel of x, ", x.description(),
+  const ScalarType type = compute_type_of(x.dtype());
+  CUMTL_REQUIRE(tensor.dtype() == type && tensor.shape() == Shape{channels}, operation, ": tensor '", name,
+                "' must be ", name_of(type), Shape{channels}, " (one value per channel of x, ", x.description(),
                 "), got ", tensor.description());
 }
 
@@ -180,16 +185,17 @@ inline void batchnorm_forward_train(Context& ctx, const Tensor& x, const Tensor&
   const std::int64_t rows = x.numel() / channels;
   const std::optional<cpu::ChannelSumsOverRanks> over_ranks =
       detail::batchnorm_sums_over_ranks(op, synchronize_over, x);
-  dispatch_floating(x.dtype(), op, [&]<class T>() {
+  dispatch_activation_type(x.dtype(), op, [&]<class T>() {
+    using P = compute_t<T>;
     if (over_ranks)
-      cpu::batchnorm_forward_train<T>(ctx, rows, channels, x.data<T>(), gamma.data<T>(), beta.data<T>(),
+      cpu::batchnorm_forward_train<T>(ctx, rows, channels, x.data<T>(), gamma.data<P>(), beta.data<P>(),
                                       detail::batchnorm_optional<T>(residual), activation, momentum, eps,
-                                      running_mean.data<T>(), running_var.data<T>(), saved_mean.data<T>(),
-                                      saved_invstd.data<T>(), y.data<T>(), &*over_ranks);
+                                      running_mean.data<P>(), running_var.data<P>(), saved_mean.data<P>(),
+                                      saved_invstd.data<P>(), y.data<T>(), &*over_ranks);
     else
-      CUMTL_DISPATCH(ctx, T, batchnorm_forward_train, ctx, rows, channels, x.data<T>(), gamma.data<T>(), beta.data<T>(),
-                     detail::batchnorm_optional<T>(residual), activation, momentum, eps, running_mean.data<T>(),
-                     running_var.data<T>(), saved_mean.data<T>(), saved_invstd.data<T>(), y.data<T>());
+      CUMTL_DISPATCH(ctx, T, batchnorm_forward_train, ctx, rows, channels, x.data<T>(), gamma.data<P>(), beta.data<P>(),
+                     detail::batchnorm_optional<T>(residual), activation, momentum, eps, running_mean.data<P>(),
+                     running_var.data<P>(), saved_mean.data<P>(), saved_invstd.data<P>(), y.data<T>());
   });
 }
 
@@ -220,10 +226,11 @@ inline void batchnorm_forward_eval(Context& ctx, const Tensor& x, const Tensor& 
                                        &y, &residual);
 
   const std::int64_t rows = x.numel() / channels;
-  dispatch_floating(x.dtype(), op, [&]<class T>() {
-    CUMTL_DISPATCH(ctx, T, batchnorm_forward_eval, ctx, rows, channels, x.data<T>(), gamma.data<T>(), beta.data<T>(),
-                   detail::batchnorm_optional<T>(residual), activation, eps, running_mean.data<T>(),
-                   running_var.data<T>(), y.data<T>());
+  dispatch_activation_type(x.dtype(), op, [&]<class T>() {
+    using P = compute_t<T>;
+    CUMTL_DISPATCH(ctx, T, batchnorm_forward_eval, ctx, rows, channels, x.data<T>(), gamma.data<P>(), beta.data<P>(),
+                   detail::batchnorm_optional<T>(residual), activation, eps, running_mean.data<P>(),
+                   running_var.data<P>(), y.data<T>());
   });
 }
 
@@ -265,17 +272,18 @@ inline void batchnorm_backward(Context& ctx, const Tensor& dy, const Tensor& x, 
   const std::int64_t rows = x.numel() / channels;
   const std::optional<cpu::ChannelSumsOverRanks> over_ranks =
       detail::batchnorm_sums_over_ranks(op, synchronize_over, x);
-  dispatch_floating(x.dtype(), op, [&]<class T>() {
+  dispatch_activation_type(x.dtype(), op, [&]<class T>() {
+    using P = compute_t<T>;
     const T* mask = relu ? y.data<T>() : nullptr;
     if (over_ranks)
-      cpu::batchnorm_backward<T>(ctx, rows, channels, dy.data<T>(), x.data<T>(), mask, gamma.data<T>(),
-                                 saved_mean.data<T>(), saved_invstd.data<T>(), activation, dx.data<T>(),
-                                 detail::batchnorm_optional<T>(dresidual), dgamma.data<T>(), dbeta.data<T>(), mode,
+      cpu::batchnorm_backward<T>(ctx, rows, channels, dy.data<T>(), x.data<T>(), mask, gamma.data<P>(),
+                                 saved_mean.data<P>(), saved_invstd.data<P>(), activation, dx.data<T>(),
+                                 detail::batchnorm_optional<T>(dresidual), dgamma.data<P>(), dbeta.data<P>(), mode,
                                  &*over_ranks);
     else
-      CUMTL_DISPATCH(ctx, T, batchnorm_backward, ctx, rows, channels, dy.data<T>(), x.data<T>(), mask, gamma.data<T>(),
-                     saved_mean.data<T>(), saved_invstd.data<T>(), activation, dx.data<T>(),
-                     detail::batchnorm_optional<T>(dresidual), dgamma.data<T>(), dbeta.data<T>(), mode);
+      CUMTL_DISPATCH(ctx, T, batchnorm_backward, ctx, rows, channels, dy.data<T>(), x.data<T>(), mask, gamma.data<P>(),
+                     saved_mean.data<P>(), saved_invstd.data<P>(), activation, dx.data<T>(),
+                     detail::batchnorm_optional<T>(dresidual), dgamma.data<P>(), dbeta.data<P>(), mode);
   });
 }
 
