@@ -32,10 +32,15 @@
 // rows one after another in T, which is within (rows − 1)·ε_T·Σ|dy| of the
 // exact sum (recursive summation's bound); that is the tolerance between the
 // two, with ε_T·|sum| for the GPU's own rounding.
+//
+// bf16 and f16 (mixed precision) add in float and sum in double as above; the
+// CPU twin sums in float. Each result is rounded to the 2-byte type once.
 
 #include <cstdint>
 
 #include "cumtl/core/config.hpp"
+#include "cumtl/core/half.hpp"
+#include "cumtl/kernels/elementwise.cuh"
 #include "cumtl/kernels/grid.cuh"
 
 namespace cumtl::kernels {
@@ -44,14 +49,15 @@ namespace cumtl::kernels {
 // read when replaced, so an uninitialized old value does not leak in).
 template <class T>
 CUMTL_HOST_DEVICE inline void bias_gradient_store(T& out, double sum, bool accumulate) {
-  out = accumulate ? T(double(out) + sum) : T(sum);
+  using C = compute_t<T>;
+  out = T(C(accumulate ? double(C(out)) + sum : sum));
 }
 
 #if defined(__CUDACC__)
 template <class T>
 __global__ void add_bias_kernel(std::int64_t count, std::int64_t columns, const T* __restrict__ bias,
                                 T* __restrict__ y) {
-  CUMTL_GRID_STRIDE_LOOP(i, count) y[i] += bias[i % columns];
+  CUMTL_GRID_STRIDE_LOOP(i, count) y[i] = add_element(y[i], bias[i % columns]);
 }
 
 inline constexpr int bias_gradient_threads = 256;
@@ -83,7 +89,7 @@ __global__ void __launch_bounds__(bias_gradient_threads)
   if (column < columns) {
 #pragma unroll 4
     for (std::int64_t row = begin + threadIdx.y; row < end; row += blockDim.y)
-      sum += double(dy[row * columns + column]);
+      sum += double(compute_t<T>(dy[row * columns + column]));
   }
   sums[threadIdx.y * blockDim.x + threadIdx.x] = sum;
   bias_gradient_sum_columns(sums);

@@ -77,6 +77,25 @@ class ActivationTypeOperations : public Interface {
                                 const T* dy, T* dx) override {
     cuda::global_avg_pool_backward<T>(ctx, batch, plane, channels, dy, dx);
   }
+  void add_bias(Context& ctx, std::int64_t rows, std::int64_t columns, const T* bias, T* y) override {
+    cuda::add_bias<T>(ctx, rows, columns, bias, y);
+  }
+  void bias_gradient(Context& ctx, std::int64_t rows, std::int64_t columns, const T* dy, T* bias_gradient,
+                     GradientMode mode) override {
+    cuda::bias_gradient<T>(ctx, rows, columns, dy, bias_gradient, mode);
+  }
+  void linear_forward(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const T* x, const T* weight,
+                      T* y) override {
+    cuda::linear_forward<T>(ctx, n, in, out, x, weight, y);
+  }
+  void linear_backward_data(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const T* dy,
+                            const T* weight, T* dx) override {
+    cuda::linear_backward_data<T>(ctx, n, in, out, dy, weight, dx);
+  }
+  void linear_backward_weight(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const T* dy, const T* x,
+                              T* dweight, GradientMode mode) override {
+    cuda::linear_backward_weight<T>(ctx, n, in, out, dy, x, dweight, mode);
+  }
   void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x,
                                const compute_t<T>* gamma, const compute_t<T>* beta, const T* residual,
                                Activation activation, double momentum, double eps, compute_t<T>* running_mean,
@@ -125,25 +144,6 @@ class Operations final : public ActivationTypeOperations<T, detail::CudaOperatio
   void normal(Context& ctx, T* out, std::int64_t count, std::uint64_t seed, std::uint64_t offset, T mean,
               T stddev) override {
     cuda::normal<T>(ctx, out, count, seed, offset, mean, stddev);
-  }
-  void add_bias(Context& ctx, std::int64_t rows, std::int64_t columns, const T* bias, T* y) override {
-    cuda::add_bias<T>(ctx, rows, columns, bias, y);
-  }
-  void bias_gradient(Context& ctx, std::int64_t rows, std::int64_t columns, const T* dy, T* bias_gradient,
-                     GradientMode mode) override {
-    cuda::bias_gradient<T>(ctx, rows, columns, dy, bias_gradient, mode);
-  }
-  void linear_forward(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const T* x, const T* weight,
-                      T* y) override {
-    cuda::linear_forward<T>(ctx, n, in, out, x, weight, y);
-  }
-  void linear_backward_data(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const T* dy,
-                            const T* weight, T* dx) override {
-    cuda::linear_backward_data<T>(ctx, n, in, out, dy, weight, dx);
-  }
-  void linear_backward_weight(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const T* dy, const T* x,
-                              T* dweight, GradientMode mode) override {
-    cuda::linear_backward_weight<T>(ctx, n, in, out, dy, x, dweight, mode);
   }
   void multitask_loss(Context& ctx, const kernels::LossHeadTable& table, std::int64_t rows, const T* logits,
                       const std::int32_t* classes, const std::int8_t* binary, const T* positive_weights, T* gradient,

@@ -67,6 +67,16 @@ class CudaActivationTypeOperations {
                                        const T* x, T* y) = 0;
   virtual void global_avg_pool_backward(Context& ctx, std::int64_t batch, std::int64_t plane, std::int64_t channels,
                                         const T* dy, T* dx) = 0;
+  // linear
+  virtual void add_bias(Context& ctx, std::int64_t rows, std::int64_t columns, const T* bias, T* y) = 0;
+  virtual void bias_gradient(Context& ctx, std::int64_t rows, std::int64_t columns, const T* dy, T* bias_gradient,
+                             GradientMode mode) = 0;
+  virtual void linear_forward(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const T* x,
+                              const T* weight, T* y) = 0;
+  virtual void linear_backward_data(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const T* dy,
+                                    const T* weight, T* dx) = 0;
+  virtual void linear_backward_weight(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const T* dy,
+                                      const T* x, T* dweight, GradientMode mode) = 0;
   // batch norm: the parameters and statistics of compute_t<T>
   virtual void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x,
                                        const compute_t<T>* gamma, const compute_t<T>* beta, const T* residual,
@@ -98,16 +108,6 @@ class CudaOperations : public CudaActivationTypeOperations<T> {
                        T high) = 0;
   virtual void normal(Context& ctx, T* out, std::int64_t count, std::uint64_t seed, std::uint64_t offset, T mean,
                       T stddev) = 0;
-  // linear
-  virtual void add_bias(Context& ctx, std::int64_t rows, std::int64_t columns, const T* bias, T* y) = 0;
-  virtual void bias_gradient(Context& ctx, std::int64_t rows, std::int64_t columns, const T* dy, T* bias_gradient,
-                             GradientMode mode) = 0;
-  virtual void linear_forward(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const T* x,
-                              const T* weight, T* y) = 0;
-  virtual void linear_backward_data(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const T* dy,
-                                    const T* weight, T* dx) = 0;
-  virtual void linear_backward_weight(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const T* dy,
-                                      const T* x, T* dweight, GradientMode mode) = 0;
   // the multi-task loss
   virtual void multitask_loss(Context& ctx, const kernels::LossHeadTable& table, std::int64_t rows, const T* logits,
                               const std::int32_t* classes, const std::int8_t* binary, const T* positive_weights,

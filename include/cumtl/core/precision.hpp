@@ -11,9 +11,9 @@
 //
 // TF32 is a GPU math mode: the CPU twins compute fp32, so tf32 is refused on
 // the CPU rather than silently meaning fp32 there. ReLU, dropout, add,
-// pooling, batch norm and the convolutions run on bf16 and f16 tensors; the
-// linear layers, the loss and the master weights do not yet, so
-// choose_precision refuses bf16 and fp16 with that reason.
+// pooling, batch norm, the convolutions and the linear operations run on bf16
+// and f16 tensors; the layers and the trainer do not keep fp32 master weights
+// yet, so choose_precision refuses bf16 and fp16 with that reason.
 
 #include <array>
 #include <cstdint>

@@ -1,12 +1,20 @@
 #pragma once
 // CPU twins of the linear layer's operations (row-major, weights [out, in]),
 // through CBLAS; same signatures as the cuda:: twins.
+//
+// bf16 and f16 have cuBLAS's rounding points: the operands widened to float,
+// the float GEMM (fp32 accumulation), and each result rounded once, an
+// accumulated weight gradient with the old value added in float first. The
+// bias is added in float and rounded; its gradient summed in float and rounded.
 
 #include <cstdint>
+#include <vector>
 
 #include "cumtl/core/context.hpp"
 #include "cumtl/core/modes.hpp"
+#include "cumtl/cpu/elementwise.hpp"
 #include "cumtl/cpu/gemm.hpp"
+#include "cumtl/kernels/elementwise.cuh"
 
 namespace cumtl::cpu {
 
@@ -14,17 +22,19 @@ namespace cumtl::cpu {
 template <class T>
 void add_bias(Context&, std::int64_t rows, std::int64_t columns, const T* bias, T* y) {
   for (std::int64_t row = 0; row < rows; ++row)
-    for (std::int64_t column = 0; column < columns; ++column) y[row * columns + column] += bias[column];
+    for (std::int64_t column = 0; column < columns; ++column)
+      y[row * columns + column] = kernels::add_element(y[row * columns + column], bias[column]);
 }
 
 // bias_gradient[columns] (+)= Σ_rows dy[rows, columns]
 template <class T>
 void bias_gradient(Context&, std::int64_t rows, std::int64_t columns, const T* dy, T* bias_gradient,
                    GradientMode mode) {
+  using C = compute_t<T>;
   for (std::int64_t column = 0; column < columns; ++column) {
-    T sum = 0;
-    for (std::int64_t row = 0; row < rows; ++row) sum += dy[row * columns + column];
-    bias_gradient[column] = mode == GradientMode::accumulate ? bias_gradient[column] + sum : sum;
+    C sum = 0;
+    for (std::int64_t row = 0; row < rows; ++row) sum += C(dy[row * columns + column]);
+    bias_gradient[column] = T(mode == GradientMode::accumulate ? C(bias_gradient[column]) + sum : sum);
   }
 }
 
@@ -46,6 +56,37 @@ template <class T>
 void linear_backward_weight(Context&, std::int64_t n, std::int64_t in, std::int64_t out, const T* dy, const T* x,
                             T* dweight, GradientMode mode) {
   gemm(true, false, out, in, n, T(1), dy, out, x, in, mode == GradientMode::accumulate ? T(1) : T(0), dweight, in);
+}
+
+template <class Half>
+  requires is_two_byte_float<Half>
+void linear_forward(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const Half* x, const Half* weight,
+                    Half* y) {
+  const std::vector<float> x32 = widened(ctx, x, n * in), weight32 = widened(ctx, weight, out * in);
+  std::vector<float> y32(static_cast<std::size_t>(n * out));
+  linear_forward<float>(ctx, n, in, out, x32.data(), weight32.data(), y32.data());
+  round_to(ctx, y32.data(), n * out, y);
+}
+
+template <class Half>
+  requires is_two_byte_float<Half>
+void linear_backward_data(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const Half* dy,
+                          const Half* weight, Half* dx) {
+  const std::vector<float> dy32 = widened(ctx, dy, n * out), weight32 = widened(ctx, weight, out * in);
+  std::vector<float> dx32(static_cast<std::size_t>(n * in));
+  linear_backward_data<float>(ctx, n, in, out, dy32.data(), weight32.data(), dx32.data());
+  round_to(ctx, dx32.data(), n * in, dx);
+}
+
+template <class Half>
+  requires is_two_byte_float<Half>
+void linear_backward_weight(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const Half* dy,
+                            const Half* x, Half* dweight, GradientMode mode) {
+  const std::vector<float> dy32 = widened(ctx, dy, n * out), x32 = widened(ctx, x, n * in);
+  std::vector<float> dweight32 = mode == GradientMode::accumulate ? widened(ctx, dweight, out * in)
+                                                                  : std::vector<float>(std::size_t(out * in));
+  linear_backward_weight<float>(ctx, n, in, out, dy32.data(), x32.data(), dweight32.data(), mode);
+  round_to(ctx, dweight32.data(), out * in, dweight);
 }
 
 }  // namespace cumtl::cpu

@@ -10,7 +10,9 @@
 //   add_bias(ctx, bias[C], y[rows, C])                 y += bias on every row (also a convolution's NHWC output)
 //   bias_gradient(ctx, dy[rows, C], dbias[C], mode)    dbias (+)= Σ_rows dy
 //
-// Floating-point tensors on ctx's device; CPU through CBLAS, CUDA through cuBLAS.
+// float32, float64, bfloat16 or float16 tensors, all of one type, on ctx's
+// device; CPU through CBLAS, CUDA through cuBLAS. The 2-byte types accumulate
+// in fp32 and round each result once (cpu/linear.hpp says where).
 
 #include "cumtl/core/modes.hpp"
 #include "cumtl/cpu/linear.hpp"
@@ -40,7 +42,7 @@ inline void add_bias(Context& ctx, const Tensor& bias, Tensor& y) {
   detail::require_on_context(ctx, op, "y", y);
   CUMTL_REQUIRE(y.shape().rank() == 2, op, ": y is ", y.description(), ", expected [rows, C]");
   detail::require_shape(op, "bias", bias, Shape{y.shape()[1]}, y.dtype());
-  dispatch_floating(y.dtype(), op, [&]<class T>() {
+  dispatch_activation_type(y.dtype(), op, [&]<class T>() {
     CUMTL_DISPATCH(ctx, T, add_bias, ctx, y.shape()[0], y.shape()[1], bias.data<T>(), y.data<T>());
   });
 }
@@ -51,7 +53,7 @@ inline void bias_gradient(Context& ctx, const Tensor& dy, Tensor& dbias, Gradien
   detail::require_on_context(ctx, op, "dbias", dbias);
   CUMTL_REQUIRE(dy.shape().rank() == 2, op, ": dy is ", dy.description(), ", expected [rows, C]");
   detail::require_shape(op, "dbias", dbias, Shape{dy.shape()[1]}, dy.dtype());
-  dispatch_floating(dy.dtype(), op, [&]<class T>() {
+  dispatch_activation_type(dy.dtype(), op, [&]<class T>() {
     CUMTL_DISPATCH(ctx, T, bias_gradient, ctx, dy.shape()[0], dy.shape()[1], dy.data<T>(), dbias.data<T>(), mode);
   });
 }
@@ -65,7 +67,7 @@ inline void linear_forward(Context& ctx, const Tensor& x, const Tensor& weight, 
     detail::require_on_context(ctx, op, "bias", bias);
     detail::require_shape(op, "bias", bias, Shape{out}, x.dtype());
   }
-  dispatch_floating(x.dtype(), op, [&]<class T>() {
+  dispatch_activation_type(x.dtype(), op, [&]<class T>() {
     CUMTL_DISPATCH(ctx, T, linear_forward, ctx, n, in, out, x.data<T>(), weight.data<T>(), y.data<T>());
   });
   if (bias.defined()) add_bias(ctx, bias, y);
@@ -86,7 +88,7 @@ inline void linear_backward(Context& ctx, const Tensor& dy, const Tensor& x, con
     detail::require_on_context(ctx, op, "dbias", dbias);
     detail::require_shape(op, "dbias", dbias, Shape{out}, x.dtype());
   }
-  dispatch_floating(x.dtype(), op, [&]<class T>() {
+  dispatch_activation_type(x.dtype(), op, [&]<class T>() {
     if (dx.defined())
       CUMTL_DISPATCH(ctx, T, linear_backward_data, ctx, n, in, out, dy.data<T>(), weight.data<T>(), dx.data<T>());
     CUMTL_DISPATCH(ctx, T, linear_backward_weight, ctx, n, in, out, dy.data<T>(), x.data<T>(), dweight.data<T>(), mode);
