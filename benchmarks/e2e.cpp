@@ -164,7 +164,7 @@ int run(const Options& o) {
   train::TrainConfig heads_config;
   const std::vector<HeadSpec> heads = train::head_specs(heads_config);
   const train::ModelDescription description{trunk_of(o), heads, o.size, ops::imagenet_mean, ops::imagenet_std, {}};
-  MultiHeadModel<float> model(description.trunk, heads);
+  MultiHeadModel<float> model(description.trunk, heads, precision.activations);
   model.allocate(ctx);
   Generator generator(1);
   model.initialize(ctx, generator);
@@ -256,11 +256,13 @@ int run(const Options& o) {
   if (o.json) {
     std::printf("%s\n", result.dump().c_str());
   } else {
-    std::printf("%s %s %dpx batch %lld x %d ranks on %s: training %.1f images/s (%.2f ms/step), inference %.1f "
-                "images/s\n",
-                o.model.c_str(), o.loader ? "with the loader" : "on tensors", o.size, static_cast<long long>(o.batch),
-                communicator->world_size(), result["device"].get<std::string>().c_str(), result["train_images_per_second"].get<double>(),
-                result["train_step_ms_median"].get<double>(), result["inference_images_per_second"].get<double>());
+    std::printf(
+        "%s %s %dpx batch %lld x %d ranks on %s: training %.1f images/s (%.2f ms/step), inference %.1f "
+        "images/s\n",
+        o.model.c_str(), o.loader ? "with the loader" : "on tensors", o.size, static_cast<long long>(o.batch),
+        communicator->world_size(), result["device"].get<std::string>().c_str(),
+        result["train_images_per_second"].get<double>(), result["train_step_ms_median"].get<double>(),
+        result["inference_images_per_second"].get<double>());
   }
   return 0;
 }
@@ -283,9 +285,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"sgd", "adamw"}));
   app.add_flag("--loader", o.loader, "Feed synthetic faces through the data loader (decode and augmentation included)");
   app.add_option("--precision", o.precision,
-                 "auto (tf32 on a GPU, fp32 on the CPU and with --deterministic), fp32 or tf32")
+                 "auto (tf32 on a GPU, fp32 on the CPU and with --deterministic), fp32, tf32 or bf16")
       ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "fp32", "tf32"}));
+      ->check(CLI::IsMember({"auto", "fp32", "tf32", "bf16", "fp16"}));
   app.add_flag("--deterministic", o.deterministic,
                "Deterministic cuDNN engines; fp32 unless --precision says otherwise");
   app.add_flag("--json", o.json, "Print one JSON object");

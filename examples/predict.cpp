@@ -2,7 +2,7 @@
 // one JSON line per image: the file, the emotion probabilities, each AU's
 // probability and, when the model has that head, the compound expression's.
 //
-//   cumtl-predict --run runs/demo [--device auto|cpu|cuda] [--precision auto|fp32|tf32] [--batch N] [--strict]
+//   cumtl-predict --run runs/demo [--device auto|cpu|cuda] [--precision auto|fp32|tf32|bf16] [--batch N] [--strict]
 //                 PATH...
 //
 // A PATH is an image (JPEG, PNG, BMP) or a folder, searched recursively for
@@ -44,7 +44,8 @@ namespace {
 
 bool is_image_file(const fs::path& file) {
   std::string extension = file.extension().string();
-  std::transform(extension.begin(), extension.end(), extension.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  std::transform(extension.begin(), extension.end(), extension.begin(),
+                 [](unsigned char c) { return char(std::tolower(c)); });
   return extension == ".png" || extension == ".jpg" || extension == ".jpeg" || extension == ".bmp";
 }
 
@@ -66,7 +67,9 @@ std::vector<fs::path> collect_images(const std::vector<std::string>& paths) {
   return files;
 }
 
-double sigmoid(double z) { return 1 / (1 + std::exp(-z)); }
+double sigmoid(double z) {
+  return 1 / (1 + std::exp(-z));
+}
 
 nlohmann::json softmax_object(const float* logits, const cumtl::HeadSpec& head) {
   double largest = logits[0];
@@ -103,9 +106,9 @@ int main(int argc, char** argv) {
   bool strict = false;
   app.add_option("--run", run, "Run folder holding model.json and weights.safetensors")->required();
   app.add_option("--device", device, "auto (the GPU if there is one), cpu, cuda or cuda:N")->capture_default_str();
-  app.add_option("--precision", precision, "auto (tf32 on a GPU, fp32 on the CPU), fp32 or tf32 (GPU only)")
+  app.add_option("--precision", precision, "auto (tf32 on a GPU, fp32 on the CPU), fp32, tf32 (GPU only) or bf16")
       ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "fp32", "tf32"}));
+      ->check(CLI::IsMember({"auto", "fp32", "tf32", "bf16", "fp16"}));
   app.add_option("--batch", batch_size, "Images per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_flag("--strict", strict, "Stop at the first unreadable image instead of skipping it");
   app.add_option("paths", paths, "Images or folders of images")->required();
@@ -114,8 +117,9 @@ int main(int argc, char** argv) {
   try {
     const cumtl::Device chosen = train::choose_device(device);
     cumtl::Context& ctx = cumtl::Context::default_for(chosen);
-    cumtl::apply_math_mode(cumtl::choose_precision(precision, chosen), ctx.numerics());
-    train::RunModel network(ctx, run);
+    const cumtl::Precision chosen_precision = cumtl::choose_precision(precision, chosen);
+    cumtl::apply_math_mode(chosen_precision, ctx.numerics());
+    train::RunModel network(ctx, run, chosen_precision.activations);
     const train::ModelDescription& description = network.description();
     const cumtl::MultiTaskLoss layout(description.heads);  // where each head's logits are
 

@@ -200,9 +200,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->group(run_group);
   app.add_option("--precision", c.precision,
-                 "auto (tf32 on a GPU, fp32 on the CPU and with --deterministic), fp32 or tf32 (GPU only)")
+                 "auto (tf32 on a GPU, fp32 on the CPU and with --deterministic), fp32, tf32 (GPU only) or bf16 "
+                 "(bfloat16 activations, float32 master weights)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "fp32", "tf32"}))
+      ->check(CLI::IsMember({"auto", "fp32", "tf32", "bf16", "fp16"}))
       ->group(run_group);
   app.add_flag("--deterministic", c.deterministic,
                "Bit-reproducible GPU runs (deterministic cuDNN engines; fp32 unless --precision says otherwise)")
@@ -258,8 +259,8 @@ int main(int argc, char** argv) {
       who += ": rank " + std::to_string(world.rank);
 #if CUMTL_HAVE_GLOO
       communicator = std::make_shared<cumtl::distributed::GlooCommunicator>(
-          world, cumtl::distributed::GlooOptions{
-                     .timeout = std::chrono::milliseconds(std::int64_t(rank_timeout * 1000))});
+          world,
+          cumtl::distributed::GlooOptions{.timeout = std::chrono::milliseconds(std::int64_t(rank_timeout * 1000))});
 #else
       CUMTL_FAIL("the environment starts a job of ", world.world_size, " ranks (", world.launcher,
                  "), but this cumtl-train was built without Gloo (configure with -DCUMTL_GLOO=ON)");

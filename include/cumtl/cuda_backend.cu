@@ -47,8 +47,8 @@ class ActivationTypeOperations : public Interface {
   void relu_backward(Context& ctx, std::int64_t count, const T* dy, const T* y, T* dx) override {
     cuda::relu_backward<T>(ctx, count, dy, y, dx);
   }
-  void dropout(Context& ctx, std::int64_t count, std::uint64_t seed, std::uint64_t offset, double p,
-               compute_t<T> scale, const T* x, T* y) override {
+  void dropout(Context& ctx, std::int64_t count, std::uint64_t seed, std::uint64_t offset, double p, compute_t<T> scale,
+               const T* x, T* y) override {
     cuda::dropout<T>(ctx, count, seed, offset, p, scale, x, y);
   }
   void normalize_images(Context& ctx, std::int64_t count, int channels, const std::uint8_t* pixels,
@@ -299,8 +299,7 @@ class Backend final : public detail::CudaBackend {
     // scratch memory in stream order, then is added (rounded once more in a 2-byte type).
     const std::int64_t count = shape.w_count();
     const std::shared_ptr<Storage> scratch = Storage::device(std::size_t(count) * size_of(type), ctx.stream_holder());
-    convolve(ctx, "cumtl::conv_backward_filter", ConvDirection::backward_filter, shape, type,
-             {x, scratch->data(), dy});
+    convolve(ctx, "cumtl::conv_backward_filter", ConvDirection::backward_filter, shape, type, {x, scratch->data(), dy});
     dispatch_convolution_type(type, [&]<class T>() {
       cuda::add<T>(ctx, count, static_cast<const T*>(dw), static_cast<const T*>(scratch->data()), static_cast<T*>(dw));
     });
@@ -327,8 +326,8 @@ class Backend final : public detail::CudaBackend {
     return data_type;
   }
 
-  static void convolve(Context& ctx, const char* name, ConvDirection direction, const ConvShape& shape,
-                       ScalarType type, ConvPointers pointers) {
+  static void convolve(Context& ctx, const char* name, ConvDirection direction, const ConvShape& shape, ScalarType type,
+                       ConvPointers pointers) {
     const ProfileRange range(name);
     const detail::DeviceGuard guard(ctx.device().index());
     const ConvNumerics numerics{.allow_tf32 = ctx.numerics().allow_tf32, .deterministic = ctx.numerics().deterministic};

@@ -289,9 +289,11 @@ TEST_SUITE("batchnorm") {
             return out;
           };
           const Gradients narrow = backward(half, dy, half.y, cumtl::scalar_type_v<Half>);
-          const Gradients reference = backward(wide, cumtl_test::widened(dy), cumtl_test::widened(half.y), ScalarType::f32);
+          const Gradients reference =
+              backward(wide, cumtl_test::widened(dy), cumtl_test::widened(half.y), ScalarType::f32);
           CHECK(narrow.dx.to_vector<Half>() == cumtl_test::rounded<Half>(reference.dx));
-          if (with_residual) CHECK(narrow.dresidual.to_vector<Half>() == cumtl_test::rounded<Half>(reference.dresidual));
+          if (with_residual)
+            CHECK(narrow.dresidual.to_vector<Half>() == cumtl_test::rounded<Half>(reference.dresidual));
           CHECK(narrow.dgamma.to_vector<float>() == reference.dgamma.to_vector<float>());
           CHECK(narrow.dbeta.to_vector<float>() == reference.dbeta.to_vector<float>());
 

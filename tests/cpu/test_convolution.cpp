@@ -8,8 +8,8 @@
 #include "../support/conv_cases.hpp"
 #include "../support/testing.hpp"
 
-using cumtl::ConvShape;
 using cumtl::Context;
+using cumtl::ConvShape;
 using cumtl::GradientMode;
 using cumtl::ScalarType;
 using cumtl::Shape;
@@ -66,8 +66,7 @@ TEST_SUITE("convolution") {
       cumtl::ops::convert(ctx, x, x64);
       cumtl::ops::convert(ctx, w, w64);
       const std::vector<double> exact = cumtl_test::direct_convolution(x64, w64, shape);
-      CHECK(cumtl_test::error_over_scale(cumtl_test::widened(y).to_vector<float>(), exact) <=
-            half_ulp<Half>() + 1e-5);
+      CHECK(cumtl_test::error_over_scale(cumtl_test::widened(y).to_vector<float>(), exact) <= half_ulp<Half>() + 1e-5);
 
       const Tensor dy = cumtl_test::random_tensor<Half>(y_shape, seed++);
       const Tensor dy32 = cumtl_test::widened(dy);
@@ -87,8 +86,7 @@ TEST_SUITE("convolution") {
       Tensor accumulated = initial.to(cumtl::Device::cpu());
       cumtl::ops::conv2d_backward_filter(ctx, x, dy, c.geometry, accumulated, GradientMode::accumulate);
       const std::vector<Half> before = initial.to_vector<Half>(), after = accumulated.to_vector<Half>();
-      for (std::size_t i = 0; i < after.size(); ++i)
-        CHECK(after[i] == Half(float(before[i]) + float(fresh[i])));
+      for (std::size_t i = 0; i < after.size(); ++i) CHECK(after[i] == Half(float(before[i]) + float(fresh[i])));
     }
     // Some results are not representable in the half type, so a twin that
     // skipped the rounding (or rounded the wrong values) would be seen.

@@ -184,9 +184,10 @@ TEST_SUITE("core") {
     CHECK(inner_runs.load() == 24);
     CHECK(!inner_off_slot_zero);
 
-    CHECK_THROWS_WITH_AS(pool.run(50, [](std::int64_t chunk, int) {
-      if (chunk == 37) throw std::runtime_error("chunk 37 failed");
-    }),
+    CHECK_THROWS_WITH_AS(pool.run(50,
+                                  [](std::int64_t chunk, int) {
+                                    if (chunk == 37) throw std::runtime_error("chunk 37 failed");
+                                  }),
                          "chunk 37 failed", std::runtime_error);
     std::atomic<int> after{0};
     pool.run(10, [&](std::int64_t, int) { after.fetch_add(1); });
@@ -228,7 +229,8 @@ TEST_SUITE("core") {
     CHECK(relative_source_path("/w/build/cuda/kernels-include/cumtl/kernels/bias.cuh") == "kernels/bias.cuh");
     CHECK(relative_source_path("/opt/cumtl/include/cumtl/kernels/bias.cuh") == "kernels/bias.cuh");
     // A folder of the machine named like one of cumtl's is not taken for it.
-    CHECK(relative_source_path("/srv/examples/cumtl/include/cumtl/io/checkpoint.hpp") == "include/cumtl/io/checkpoint.hpp");
+    CHECK(relative_source_path("/srv/examples/cumtl/include/cumtl/io/checkpoint.hpp") ==
+          "include/cumtl/io/checkpoint.hpp");
     CHECK(relative_source_path("/srv/tests/cumtl/examples/train.cpp") == "examples/train.cpp");
     CHECK(relative_source_path("/home/me/mytests/app.cpp") == "/home/me/mytests/app.cpp");
     CHECK(relative_source_path("tests/cpu/test_core.cpp") == "tests/cpu/test_core.cpp");
@@ -331,8 +333,10 @@ TEST_SUITE("core") {
     CHECK(choose_precision("fp32", gpu) == cumtl::precision_fp32);
     CHECK(choose_precision("fp32", Device::cpu()) == cumtl::precision_fp32);
     CHECK_ERROR_WITH(choose_precision("tf32", Device::cpu()), "precision tf32 is a GPU math mode", "cpu");
-    CHECK_ERROR_WITH(choose_precision("bf16", gpu), "precision bf16", "float32 activations only");
-    CHECK_ERROR_WITH(choose_precision("fp16", Device::cpu()), "precision fp16", "float32 activations only");
+    CHECK(choose_precision("bf16", gpu) == cumtl::precision_bf16);
+    CHECK(choose_precision("bf16", Device::cpu()) == cumtl::precision_bf16);  // the CPU twins are its oracle
+    CHECK(parse_precision("bf16").math == MathMode::fp32);  // the fp32 left in a bf16 model stays strict
+    CHECK_ERROR_WITH(choose_precision("fp16", gpu), "precision fp16", "dynamic loss scaling", "use bf16");
     CHECK_ERROR_WITH(choose_precision("half", gpu), "not a precision: 'half'");
   }
 

@@ -29,7 +29,8 @@ std::vector<double> exact_product(const Tensor& x32, const Tensor& weight32, con
   for (std::int64_t row = 0; row < c.n; ++row)
     for (std::int64_t o = 0; o < c.out; ++o)
       for (std::int64_t i = 0; i < c.in; ++i)
-        y[std::size_t(row * c.out + o)] += double(x[std::size_t(row * c.in + i)]) * double(w[std::size_t(o * c.in + i)]);
+        y[std::size_t(row * c.out + o)] +=
+            double(x[std::size_t(row * c.in + i)]) * double(w[std::size_t(o * c.in + i)]);
   return y;
 }
 

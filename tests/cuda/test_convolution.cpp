@@ -8,8 +8,8 @@
 #include "../support/conv_cases.hpp"
 #include "../support/testing.hpp"
 
-using cumtl::ConvShape;
 using cumtl::Context;
+using cumtl::ConvShape;
 using cumtl::Device;
 using cumtl::GradientMode;
 using cumtl::ScalarType;
@@ -94,7 +94,7 @@ TEST_SUITE("convolution") {
     const Tensor x = Tensor::zeros(gpu, Shape{1, 4, 4, 2}, ScalarType::f64);
     const Tensor w = Tensor::zeros(gpu, Shape{3, 3, 3, 2}, ScalarType::f64);
     Tensor y = Tensor::empty(gpu, Shape{1, 2, 2, 3}, ScalarType::f64);
-    CHECK_ERROR_WITH(cumtl::ops::conv2d_forward(gpu, x, w, {}, y), "ops::conv2d_forward", "float32, bfloat16 or float16",
-                     "float64");
+    CHECK_ERROR_WITH(cumtl::ops::conv2d_forward(gpu, x, w, {}, y), "ops::conv2d_forward",
+                     "float32, bfloat16 or float16", "float64");
   }
 }

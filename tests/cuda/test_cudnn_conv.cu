@@ -16,13 +16,13 @@
 #include "../support/testing.hpp"
 
 using cumtl::Context;
+using cumtl::ConvShape;
 using cumtl::Device;
 using cumtl::Generator;
 using cumtl::ScalarType;
 using cumtl::Shape;
-using cumtl::Tensor;
-using cumtl::ConvShape;
 using cumtl::square_conv;
+using cumtl::Tensor;
 using cumtl::cuda::ConvDataType;
 using cumtl::cuda::ConvDirection;
 using cumtl::cuda::ConvNumerics;
@@ -117,9 +117,9 @@ std::vector<float> gpu_conv(Context& ctx, ConvDirection direction, const ConvSha
   float* po = out.data<float>() + offset;
   cumtl::cuda::ConvPointers pointers{};
   switch (direction) {
-    case ConvDirection::forward: pointers = {pa, pb, po}; break;         // x, w -> y
-    case ConvDirection::backward_data: pointers = {po, pb, pa}; break;   // dy, w -> dx
-    case ConvDirection::backward_filter: pointers = {pa, po, pb}; break; // x, dy -> dw
+    case ConvDirection::forward: pointers = {pa, pb, po}; break;          // x, w -> y
+    case ConvDirection::backward_data: pointers = {po, pb, pa}; break;    // dy, w -> dx
+    case ConvDirection::backward_filter: pointers = {pa, po, pb}; break;  // x, dy -> dw
   }
   cumtl::cuda::execute_conv(ctx, cumtl::cuda::cudnn_handle(ctx), direction, s, numerics, ConvDataType::float32,
                             pointers);
@@ -343,8 +343,9 @@ TEST_SUITE("cudnn") {
                      "cumtl::conv_backward_data: null pointer", "dx");
     ConvShape empty = shape;
     empty.n = 0;
-    CHECK_ERROR_WITH(run(ctx, ConvDirection::backward_filter, empty, {x.data<float>(), w.data<float>(), y.data<float>()}),
-                     "cumtl::conv_backward_filter", "must be positive");
+    CHECK_ERROR_WITH(
+        run(ctx, ConvDirection::backward_filter, empty, {x.data<float>(), w.data<float>(), y.data<float>()}),
+        "cumtl::conv_backward_filter", "must be positive");
     const auto* misaligned = reinterpret_cast<const float*>(reinterpret_cast<const char*>(x.data<float>()) + 2);
     CHECK_ERROR_WITH(run(ctx, ConvDirection::forward, shape, {misaligned, w.data<float>(), y.data<float>()}),
                      "aligned to the element size (4 bytes)");

@@ -1,6 +1,7 @@
 // Linear and convolution layers and the whole multi-head ResNet on the GPU
 // against the CPU twins. TF32 is turned off so fp32 tolerances apply. Needs a GPU.
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "../support/testing.hpp"
@@ -84,6 +85,51 @@ TEST_SUITE("layers") {
     const Tensor evaluated = on_cpu.forward(cpu, images, Phase::eval);
     const Tensor evaluated_gpu = on_gpu.forward(gpu, images.to(gpu, gpu.device()), Phase::eval);
     CHECK(cumtl_test::error_over_scale(evaluated_gpu.to_vector<float>(gpu), evaluated.to_vector<float>()) < 1e-4);
+  }
+
+  // A float32 model with its trunk in bf16 or f16 on both devices, from the
+  // same master weights. The working copies are the same bits (one rounding,
+  // the same function on both devices); every operation's results may then
+  // differ by an ulp between the devices (their fp32 sums run in another
+  // order), which the network carries to the logits and gradients. Held to a
+  // few ulps of their scale: 4% (bf16) and 0.5% (f16) for logits, twice that
+  // for gradients and running statistics.
+  TEST_CASE_TEMPLATE("resnet: the small multi-head model with a bf16 or f16 trunk matches on the GPU and the CPU", Half,
+                     cumtl::bfloat16_t, cumtl::float16_t) {
+    Context cpu;
+    Context gpu(Device::cuda(0));
+    gpu.numerics().allow_tf32 = false;
+    const ScalarType half = cumtl::scalar_type_v<Half>;
+    const double bound = std::is_same_v<Half, cumtl::bfloat16_t> ? 0.04 : 0.005;
+    const std::vector<cumtl::HeadSpec> heads{{.name = "emotion", .kind = cumtl::HeadKind::softmax, .outputs = 7},
+                                             {.name = "au", .kind = cumtl::HeadKind::sigmoid, .outputs = 12}};
+    cumtl::MultiHeadModel<float> on_cpu(cumtl::ResNetSpec::small(), heads, half);
+    cumtl::MultiHeadModel<float> on_gpu(cumtl::ResNetSpec::small(), heads, half);
+    on_cpu.allocate(cpu);
+    on_gpu.allocate(gpu);
+    Generator cpu_generator(7), gpu_generator(7);
+    on_cpu.initialize(cpu, cpu_generator);
+    on_gpu.initialize(gpu, gpu_generator);
+    cumtl::ops::copy(gpu, on_gpu.parameters().values(), on_cpu.parameters().values());  // the same master weights
+
+    const Tensor images = random_on(cpu, Shape{16, 32, 32, 3}, 8);
+    const Tensor logits = on_cpu.forward(cpu, images, Phase::train);
+    const Tensor logits_gpu = on_gpu.forward(gpu, images.to(gpu, gpu.device()), Phase::train);
+    CHECK(on_gpu.parameters().working_values().to_vector<Half>(gpu) ==
+          on_cpu.parameters().working_values().to_vector<Half>());
+    CHECK(cumtl_test::error_over_scale(logits_gpu.to_vector<float>(gpu), logits.to_vector<float>()) < bound);
+
+    const Tensor dlogits = random_on(cpu, logits.shape(), 9);
+    on_cpu.backward(cpu, dlogits);
+    on_gpu.backward(gpu, dlogits.to(gpu, gpu.device()));
+    CHECK(cumtl_test::error_over_scale(on_gpu.parameters().gradients().to_vector<float>(gpu),
+                                       on_cpu.parameters().gradients().to_vector<float>()) < 2 * bound);
+    CHECK(cumtl_test::error_over_scale(on_gpu.parameters().buffer_values().to_vector<float>(gpu),
+                                       on_cpu.parameters().buffer_values().to_vector<float>()) < 2 * bound);
+
+    const Tensor evaluated = on_cpu.forward(cpu, images, Phase::eval);
+    const Tensor evaluated_gpu = on_gpu.forward(gpu, images.to(gpu, gpu.device()), Phase::eval);
+    CHECK(cumtl_test::error_over_scale(evaluated_gpu.to_vector<float>(gpu), evaluated.to_vector<float>()) < bound);
   }
 
   TEST_CASE("layers: a tensor on another device than the layer is refused") {

@@ -21,8 +21,8 @@ struct LinearCase {
 
 // Heads of the multi-task model, odd sizes, a large batch whose bias
 // gradient takes several row blocks, and no rows.
-const std::vector<LinearCase> linear_cases{{8, 512, 7}, {64, 2048, 12}, {5, 33, 12}, {1, 3, 1}, {4096, 64, 40},
-                                           {0, 4, 3}};
+const std::vector<LinearCase> linear_cases{{8, 512, 7}, {64, 2048, 12}, {5, 33, 12},
+                                           {1, 3, 1},   {4096, 64, 40}, {0, 4, 3}};
 
 template <class Half>
 double error(Context& gpu, const Tensor& on_gpu, const Tensor& on_cpu) {
@@ -35,8 +35,7 @@ TEST_SUITE("linear") {
   // Each device rounds an fp32 (or, for the bias gradient, double and float)
   // sum once; the sums differ only in order, so results are at most one ulp
   // of the result's scale apart (2^-7 for bf16, 2^-10 for f16), plus the sums' own difference.
-  TEST_CASE_TEMPLATE("linear: cuBLAS in bf16 and f16 matches the CPU twin", Half, cumtl::bfloat16_t,
-                     cumtl::float16_t) {
+  TEST_CASE_TEMPLATE("linear: cuBLAS in bf16 and f16 matches the CPU twin", Half, cumtl::bfloat16_t, cumtl::float16_t) {
     Context cpu;
     Context gpu(Device::cuda(0));
     const ScalarType half = cumtl::scalar_type_v<Half>;

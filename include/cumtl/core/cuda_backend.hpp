@@ -80,9 +80,9 @@ class CudaActivationTypeOperations {
   // batch norm: the parameters and statistics of compute_t<T>
   virtual void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x,
                                        const compute_t<T>* gamma, const compute_t<T>* beta, const T* residual,
-                                       Activation activation, double momentum, double eps,
-                                       compute_t<T>* running_mean, compute_t<T>* running_var,
-                                       compute_t<T>* saved_mean, compute_t<T>* saved_invstd, T* y) = 0;
+                                       Activation activation, double momentum, double eps, compute_t<T>* running_mean,
+                                       compute_t<T>* running_var, compute_t<T>* saved_mean, compute_t<T>* saved_invstd,
+                                       T* y) = 0;
   virtual void batchnorm_forward_eval(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x,
                                       const compute_t<T>* gamma, const compute_t<T>* beta, const T* residual,
                                       Activation activation, double eps, const compute_t<T>* running_mean,
@@ -167,8 +167,8 @@ class CudaBackend {
   // float16), with TF32 and determinism from ctx.numerics().
   virtual void conv_forward(Context& ctx, const ConvShape& shape, ScalarType type, const void* x, const void* w,
                             void* y) = 0;
-  virtual void conv_backward_data(Context& ctx, const ConvShape& shape, ScalarType type, const void* dy,
-                                  const void* w, void* dx) = 0;
+  virtual void conv_backward_data(Context& ctx, const ConvShape& shape, ScalarType type, const void* dy, const void* w,
+                                  void* dx) = 0;
   virtual void conv_backward_filter(Context& ctx, const ConvShape& shape, ScalarType type, const void* x,
                                     const void* dy, void* dw, GradientMode mode) = 0;
 };

@@ -6,14 +6,15 @@
 //   fp32   float32             float32          fp32 (no tensor-core rounding)
 //   tf32   float32             float32          TF32: cuDNN and cuBLAS may round
 //                                               fp32 operands to 10 mantissa bits
-//   bf16   bfloat16            float32          TF32
-//   fp16   float16             float32          TF32, with dynamic loss scaling
+//   bf16   bfloat16            float32          fp32
+//   fp16   float16             float32          fp32, with dynamic loss scaling
 //
 // TF32 is a GPU math mode: the CPU twins compute fp32, so tf32 is refused on
-// the CPU rather than silently meaning fp32 there. ReLU, dropout, add,
-// pooling, batch norm, the convolutions and the linear operations run on bf16
-// and f16 tensors; the layers and the trainer do not keep fp32 master weights
-// yet, so choose_precision refuses bf16 and fp16 with that reason.
+// the CPU rather than silently meaning fp32 there. bf16 and fp16 compute their
+// convolutions in the 2-byte type with fp32 accumulation on both devices; the
+// fp32 left in them (the heads, docs/layers.md) stays strict fp32, so a bf16
+// run on the CPU is the oracle of the same run on a GPU. fp16 needs dynamic
+// loss scaling, which is not built yet: choose_precision refuses it.
 
 #include <array>
 #include <cstdint>
@@ -41,8 +42,8 @@ struct Precision {
 
 inline constexpr Precision precision_fp32{"fp32", ScalarType::f32, ScalarType::f32, MathMode::fp32};
 inline constexpr Precision precision_tf32{"tf32", ScalarType::f32, ScalarType::f32, MathMode::tf32};
-inline constexpr Precision precision_bf16{"bf16", ScalarType::bf16, ScalarType::f32, MathMode::tf32};
-inline constexpr Precision precision_fp16{"fp16", ScalarType::f16, ScalarType::f32, MathMode::tf32};
+inline constexpr Precision precision_bf16{"bf16", ScalarType::bf16, ScalarType::f32, MathMode::fp32};
+inline constexpr Precision precision_fp16{"fp16", ScalarType::f16, ScalarType::f32, MathMode::fp32};
 inline constexpr std::array<Precision, 4> precisions{precision_fp32, precision_tf32, precision_bf16, precision_fp16};
 
 // The precision `text` names: fp32, tf32, bf16 or fp16 ("auto" is choose_precision's).
@@ -52,16 +53,17 @@ inline Precision parse_precision(std::string_view text) {
   CUMTL_FAIL("not a precision: '", text, "' (expected auto, fp32, tf32, bf16 or fp16)");
 }
 
-// The precision a run on `device` uses for `text`. auto is the fastest that
-// the layers run in there: fp32 on the CPU, tf32 on a GPU, fp32 on a GPU when
-// the run must be deterministic (TF32 engines are fewer and their results
-// depend on the engine cuDNN picks). An explicit tf32 stays tf32 with
+// The precision a run on `device` uses for `text`. auto is fp32 on the CPU,
+// tf32 on a GPU, fp32 on a GPU when the run must be deterministic (TF32
+// engines are fewer and their results depend on the engine cuDNN picks). auto
+// does not choose bf16 on a GPU yet: that path has not been run on one against
+// its CPU twin. An explicit tf32 stays tf32 with
 // `deterministic`: determinism only narrows the engines.
 inline Precision choose_precision(std::string_view text, Device device, bool deterministic = false) {
   if (text == "auto") return device.is_cuda() && !deterministic ? precision_tf32 : precision_fp32;
   const Precision precision = parse_precision(text);
-  CUMTL_REQUIRE(!precision.mixed(), "precision ", precision.name,
-                ": the layers run in float32 activations only; use fp32 or tf32");
+  CUMTL_REQUIRE(precision != precision_fp16, "precision fp16: float16 training needs dynamic loss scaling, which ",
+                "cumtl does not have yet; use bf16 (the same speed on GPUs with bfloat16 tensor cores), tf32 or fp32");
   CUMTL_REQUIRE(precision.math == MathMode::fp32 || device.is_cuda(), "precision ", precision.name,
                 " is a GPU math mode (TF32 tensor cores), but the device is ", device,
                 ", which computes in fp32: use fp32 or auto");

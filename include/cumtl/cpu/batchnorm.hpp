@@ -332,8 +332,7 @@ void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t chann
     kernels::batchnorm_store_statistics(c, mean[std::size_t(c)], m2[std::size_t(c)], merged, momentum, eps,
                                         running_mean, running_var, saved_mean, saved_invstd);
   batchnorm_apply(threads, rows, channels, x, residual, gamma, beta,
-                  kernels::BatchnormNormalization<compute_t<T>>{saved_mean, saved_invstd, nullptr, eps}, activation,
-                  y);
+                  kernels::BatchnormNormalization<compute_t<T>>{saved_mean, saved_invstd, nullptr, eps}, activation, y);
 }
 
 template <class T>

@@ -226,7 +226,7 @@ void conv_backward_filter(Context& ctx, const ConvShape& shape, const T* x, cons
 }
 
 template <class Half>
-  requires is_two_byte_float<Half>
+requires is_two_byte_float<Half>
 void conv_forward(Context& ctx, const ConvShape& shape, const Half* x, const Half* w, Half* y) {
   const std::vector<float> x32 = widened(ctx, x, shape.x_count()), w32 = widened(ctx, w, shape.w_count());
   std::vector<float> y32(static_cast<std::size_t>(shape.y_count()));
@@ -235,7 +235,7 @@ void conv_forward(Context& ctx, const ConvShape& shape, const Half* x, const Hal
 }
 
 template <class Half>
-  requires is_two_byte_float<Half>
+requires is_two_byte_float<Half>
 void conv_backward_data(Context& ctx, const ConvShape& shape, const Half* dy, const Half* w, Half* dx) {
   const std::vector<float> dy32 = widened(ctx, dy, shape.y_count()), w32 = widened(ctx, w, shape.w_count());
   std::vector<float> dx32(static_cast<std::size_t>(shape.x_count()));
@@ -246,7 +246,7 @@ void conv_backward_data(Context& ctx, const ConvShape& shape, const Half* dy, co
 // An accumulated gradient is rounded, then added to dw and rounded again: the
 // GPU path computes the fresh gradient into 2-byte scratch memory and adds it.
 template <class Half>
-  requires is_two_byte_float<Half>
+requires is_two_byte_float<Half>
 void conv_backward_filter(Context& ctx, const ConvShape& shape, const Half* x, const Half* dy, Half* dw,
                           GradientMode mode) {
   const std::vector<float> x32 = widened(ctx, x, shape.x_count()), dy32 = widened(ctx, dy, shape.y_count());

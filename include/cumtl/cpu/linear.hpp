@@ -59,7 +59,7 @@ void linear_backward_weight(Context&, std::int64_t n, std::int64_t in, std::int6
 }
 
 template <class Half>
-  requires is_two_byte_float<Half>
+requires is_two_byte_float<Half>
 void linear_forward(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const Half* x, const Half* weight,
                     Half* y) {
   const std::vector<float> x32 = widened(ctx, x, n * in), weight32 = widened(ctx, weight, out * in);
@@ -69,7 +69,7 @@ void linear_forward(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t 
 }
 
 template <class Half>
-  requires is_two_byte_float<Half>
+requires is_two_byte_float<Half>
 void linear_backward_data(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const Half* dy,
                           const Half* weight, Half* dx) {
   const std::vector<float> dy32 = widened(ctx, dy, n * out), weight32 = widened(ctx, weight, out * in);
@@ -79,12 +79,12 @@ void linear_backward_data(Context& ctx, std::int64_t n, std::int64_t in, std::in
 }
 
 template <class Half>
-  requires is_two_byte_float<Half>
+requires is_two_byte_float<Half>
 void linear_backward_weight(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const Half* dy,
                             const Half* x, Half* dweight, GradientMode mode) {
   const std::vector<float> dy32 = widened(ctx, dy, n * out), x32 = widened(ctx, x, n * in);
-  std::vector<float> dweight32 = mode == GradientMode::accumulate ? widened(ctx, dweight, out * in)
-                                                                  : std::vector<float>(std::size_t(out * in));
+  std::vector<float> dweight32 =
+      mode == GradientMode::accumulate ? widened(ctx, dweight, out * in) : std::vector<float>(std::size_t(out * in));
   linear_backward_weight<float>(ctx, n, in, out, dy32.data(), x32.data(), dweight32.data(), mode);
   round_to(ctx, dweight32.data(), out * in, dweight);
 }

@@ -33,12 +33,12 @@ inline void cublas_gemm(cublasHandle_t handle, cublasOperation_t transpose_a, cu
 }
 
 template <class Half>
-  requires is_two_byte_float<Half>
+requires is_two_byte_float<Half>
 void cublas_gemm(cublasHandle_t handle, cublasOperation_t transpose_a, cublasOperation_t transpose_b, int m, int n,
                  int k, float alpha, const Half* a, int lda, const Half* b, int ldb, float beta, Half* c, int ldc) {
   constexpr cudaDataType_t type = std::is_same_v<Half, bfloat16_t> ? CUDA_R_16BF : CUDA_R_16F;
-  CUMTL_CHECK_CUBLAS(cublasGemmEx(handle, transpose_a, transpose_b, m, n, k, &alpha, a, type, lda, b, type, ldb,
-                                  &beta, c, type, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  CUMTL_CHECK_CUBLAS(cublasGemmEx(handle, transpose_a, transpose_b, m, n, k, &alpha, a, type, lda, b, type, ldb, &beta,
+                                  c, type, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 inline int cublas_extent(std::int64_t extent) {

@@ -7,6 +7,8 @@
 // In data-parallel training it normalizes with each rank's own batch, or, once
 // synchronize_statistics() names the ranks, with the whole batch's statistics
 // (PyTorch's SyncBatchNorm; ops/batchnorm.hpp says what is summed).
+// T is the activation type; γ, β and the statistics are of compute_t<T>
+// (float32 master values for bf16 or f16 activations).
 
 #include <string>
 
@@ -57,8 +59,8 @@ class BatchNorm2d {
       input_ = Tensor();
       return y;
     }
-    saved_mean_ = Tensor::empty(ctx, Shape{channels_}, scalar_type_v<T>);
-    saved_invstd_ = Tensor::empty(ctx, Shape{channels_}, scalar_type_v<T>);
+    saved_mean_ = Tensor::empty(ctx, Shape{channels_}, scalar_type_v<compute_t<T>>);
+    saved_invstd_ = Tensor::empty(ctx, Shape{channels_}, scalar_type_v<compute_t<T>>);
     ops::batchnorm_forward_train(ctx, x, gamma_->value, beta_->value, residual, options_.activation, options_.momentum,
                                  options_.eps, running_mean_->value, running_var_->value, saved_mean_, saved_invstd_, y,
                                  synchronize_over_);

@@ -2,6 +2,9 @@
 // Conv2d: a 2-D convolution layer (NHWC input, KRSC weight as [K, R, S, C]),
 // optionally with a bias. Its weight is named "<name>.weight" as in PyTorch,
 // but laid out KRSC; files exchanged with PyTorch convert to and from KCRS.
+// T is the activation type: with bf16 or f16 (mixed precision) the layer
+// convolves with the store's working copy of its weights and widens its
+// weight gradient into the float32 master gradient.
 
 #include <cmath>
 #include <string>
@@ -32,8 +35,8 @@ class Conv2d {
                       options.padding >= 0 && options.dilation > 0,
                   label(), ": invalid configuration (", in_channels, " -> ", out_channels, " channels, kernel ",
                   options.kernel, ", stride ", options.stride, ", padding ", options.padding, ")");
-    weight_ = store.add_parameter(name_ + ".weight",
-                                  Shape{out_channels, options.kernel, options.kernel, in_channels}, true);
+    weight_ =
+        store.add_parameter(name_ + ".weight", Shape{out_channels, options.kernel, options.kernel, in_channels}, true);
     if (options.bias) bias_ = store.add_parameter(name_ + ".bias", Shape{out_channels}, false);
   }
 
@@ -48,12 +51,12 @@ class Conv2d {
   Tensor forward(Context& ctx, const Tensor& x) {
     detail::require_activation(label(), x, in_channels_, scalar_type_v<T>);
     input_ = x;
-    const ConvShape shape = ops::conv_shape(label(), x, weight_->value, geometry());
+    const ConvShape shape = ops::conv_shape(label(), x, weight_->working, geometry());
     Tensor y = Tensor::empty(ctx, ops::conv_output_shape(shape), scalar_type_v<T>);
-    ops::conv2d_forward(ctx, x, weight_->value, geometry(), y);
+    ops::conv2d_forward(ctx, x, weight_->working, geometry(), y);
     if (bias_ != nullptr) {
       Tensor rows = y.view(Shape{y.numel() / out_channels_, out_channels_});
-      ops::add_bias(ctx, bias_->value, rows);
+      ops::add_bias(ctx, bias_->working, rows);
     }
     return y;
   }
@@ -63,13 +66,18 @@ class Conv2d {
   Tensor backward(Context& ctx, const Tensor& dy, GradientMode mode = GradientMode::accumulate,
                   InputGradient input_gradient = InputGradient::compute) {
     detail::require_forward_ran(label(), input_);
-    ops::conv2d_backward_filter(ctx, input_, dy, geometry(), weight_->gradient, mode);
-    if (bias_ != nullptr)
-      ops::bias_gradient(ctx, dy.view(Shape{dy.numel() / out_channels_, out_channels_}), bias_->gradient, mode);
+    detail::ActivationTypeGradient dweight(ctx, *weight_, scalar_type_v<T>, mode);
+    ops::conv2d_backward_filter(ctx, input_, dy, geometry(), dweight.tensor(), dweight.mode());
+    dweight.finish(ctx);
+    if (bias_ != nullptr) {
+      detail::ActivationTypeGradient dbias(ctx, *bias_, scalar_type_v<T>, mode);
+      ops::bias_gradient(ctx, dy.view(Shape{dy.numel() / out_channels_, out_channels_}), dbias.tensor(), dbias.mode());
+      dbias.finish(ctx);
+    }
     Tensor dx;
     if (input_gradient == InputGradient::compute) {
       dx = Tensor::empty(ctx, input_.shape(), scalar_type_v<T>);
-      ops::conv2d_backward_data(ctx, dy, weight_->value, geometry(), dx);
+      ops::conv2d_backward_data(ctx, dy, weight_->working, geometry(), dx);
     }
     input_ = Tensor();
     return dx;
@@ -82,8 +90,12 @@ class Conv2d {
  private:
   std::string label() const { return "Conv2d '" + name_ + "'"; }
   ops::ConvGeometry geometry() const {
-    return {.stride_h = options_.stride, .stride_w = options_.stride, .pad_h = options_.padding,
-            .pad_w = options_.padding, .dilation_h = options_.dilation, .dilation_w = options_.dilation};
+    return {.stride_h = options_.stride,
+            .stride_w = options_.stride,
+            .pad_h = options_.padding,
+            .pad_w = options_.padding,
+            .dilation_h = options_.dilation,
+            .dilation_w = options_.dilation};
   }
 
   std::string name_;

@@ -1,8 +1,11 @@
 #pragma once
 // Linear: y = x · Wᵀ + b, weight "<name>.weight" [out, in] and bias
-// "<name>.bias" [out], as PyTorch's nn.Linear.
+// "<name>.bias" [out], as PyTorch's nn.Linear. T is the activation type: with
+// bf16 or f16 (mixed precision) the layer multiplies by the store's working
+// copy of its weights and widens its gradients into the float32 master ones.
 
 #include <cmath>
+#include <optional>
 #include <string>
 
 #include "cumtl/core/random.hpp"
@@ -18,8 +21,7 @@ class Linear {
  public:
   Linear(ParameterStore& store, std::string name, int in_features, int out_features, bool bias = true)
       : name_(std::move(name)), in_features_(in_features), out_features_(out_features) {
-    CUMTL_REQUIRE(in_features > 0 && out_features > 0, label(), ": ", in_features, " -> ", out_features,
-                  " features");
+    CUMTL_REQUIRE(in_features > 0 && out_features > 0, label(), ": ", in_features, " -> ", out_features, " features");
     weight_ = store.add_parameter(name_ + ".weight", Shape{out_features, in_features}, true);
     if (bias) bias_ = store.add_parameter(name_ + ".bias", Shape{out_features}, false);
   }
@@ -35,18 +37,24 @@ class Linear {
     detail::require_matrix(label(), x, in_features_, scalar_type_v<T>);
     input_ = x;
     Tensor y = Tensor::empty(ctx, Shape{x.shape()[0], out_features_}, scalar_type_v<T>);
-    ops::linear_forward(ctx, x, weight_->value, bias_ != nullptr ? bias_->value : Tensor(), y);
+    ops::linear_forward(ctx, x, weight_->working, bias_ != nullptr ? bias_->working : Tensor(), y);
     return y;
   }
 
   Tensor backward(Context& ctx, const Tensor& dy, GradientMode mode = GradientMode::accumulate,
                   InputGradient input_gradient = InputGradient::compute) {
     detail::require_forward_ran(label(), input_);
-    Tensor dx = input_gradient == InputGradient::compute ? Tensor::empty(ctx, input_.shape(), scalar_type_v<T>)
-                                                         : Tensor();
+    Tensor dx =
+        input_gradient == InputGradient::compute ? Tensor::empty(ctx, input_.shape(), scalar_type_v<T>) : Tensor();
+    detail::ActivationTypeGradient dweight(ctx, *weight_, scalar_type_v<T>, mode);
     Tensor no_bias;
-    ops::linear_backward(ctx, dy, input_, weight_->value, dx, weight_->gradient,
-                         bias_ != nullptr ? bias_->gradient : no_bias, mode);
+    std::optional<detail::ActivationTypeGradient> dbias;
+    if (bias_ != nullptr) dbias.emplace(ctx, *bias_, scalar_type_v<T>, mode);
+    // One store: the weight and the bias are both temporaries, or neither is, and share a mode.
+    ops::linear_backward(ctx, dy, input_, weight_->working, dx, dweight.tensor(), dbias ? dbias->tensor() : no_bias,
+                         dweight.mode());
+    dweight.finish(ctx);
+    if (dbias) dbias->finish(ctx);
     input_ = Tensor();
     return dx;
   }

@@ -7,24 +7,36 @@
 // every buffer (BN running statistics) in a third, and points each layer's
 // handles at views into them. So the optimizer updates all parameters in one
 // launch, a gradient all-reduce is one call, and zeroing gradients is one fill.
+//
+// Mixed precision: the values (the master weights), the gradients and the
+// buffers are of the master type (float32), and a fourth flat tensor holds
+// the working copy of the values in the activation type (bf16 or f16), which
+// the layers that compute in the activation type (the convolutions) read.
+// refresh_working() makes it the master values rounded; a model calls it
+// before each forward pass, so no write to the master values (an optimizer
+// step, loaded weights, a broadcast) leaves it stale. Without mixed precision
+// the working copy is the values themselves.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "cumtl/core/modes.hpp"
 #include "cumtl/core/tensor.hpp"
 #include "cumtl/ops/elementwise.hpp"
 
 namespace cumtl {
 
-// One parameter: its value and its gradient are views into the store's flat tensors.
+// One parameter: its value, its working copy and its gradient are views into the store's flat tensors.
 struct Parameter {
   std::string name;
   Shape shape;
   bool decay = true;  // false for BN affine parameters and biases, when the optimizer exempts them
   Tensor value;
   Tensor gradient;
+  Tensor working;  // the value in the activation type; `value` itself without mixed precision
 };
 
 // One buffer: state that is saved and loaded but not trained (running statistics).
@@ -41,7 +53,7 @@ class ParameterStore {
   // layer reads value and gradient through it once allocate() has run.
   Parameter* add_parameter(std::string name, Shape shape, bool decay) {
     CUMTL_REQUIRE(!allocated(), "ParameterStore: parameter '", name, "' declared after allocate()");
-    parameters_.push_back(std::make_unique<Parameter>(Parameter{std::move(name), shape, decay, {}, {}}));
+    parameters_.push_back(std::make_unique<Parameter>(Parameter{std::move(name), shape, decay, {}, {}, {}}));
     return parameters_.back().get();
   }
 
@@ -52,10 +64,18 @@ class ParameterStore {
   }
 
   // Allocates the flat tensors on ctx's device, points every parameter and
-  // buffer at its view, zeroes the gradients and sets buffers to their initial values.
-  void allocate(Context& ctx, ScalarType dtype) {
+  // buffer at its view, zeroes the gradients and sets buffers to their initial
+  // values. `working`, when it differs from `dtype`, is the activation type of
+  // mixed precision (bfloat16 or float16 with float32 master values).
+  void allocate(Context& ctx, ScalarType dtype, std::optional<ScalarType> working = std::nullopt) {
     CUMTL_REQUIRE(!allocated(), "ParameterStore::allocate called twice");
+    const bool mixed = working && *working != dtype;
+    CUMTL_REQUIRE(!mixed || (dtype == ScalarType::f32 && (*working == ScalarType::bf16 || *working == ScalarType::f16)),
+                  "ParameterStore::allocate: mixed precision keeps float32 master values with bfloat16 or float16 "
+                  "working copies, not ",
+                  name_of(dtype), " with ", name_of(*working));
     values_ = Tensor::empty(ctx, Shape{parameter_count()}, dtype);
+    working_values_ = mixed ? Tensor::empty(ctx, Shape{parameter_count()}, *working) : values_;
     gradients_ = Tensor::zeros(ctx, Shape{parameter_count()}, dtype);
     std::int64_t buffer_elements = 0;
     for (const auto& buffer : buffers_) buffer_elements += buffer->shape.numel();
@@ -65,6 +85,7 @@ class ParameterStore {
       const std::int64_t count = parameter->shape.numel();
       parameter->value = values_.slice(offset, offset + count).view(parameter->shape);
       parameter->gradient = gradients_.slice(offset, offset + count).view(parameter->shape);
+      parameter->working = working_values_.slice(offset, offset + count).view(parameter->shape);
       offset += count;
     }
     offset = 0;
@@ -77,6 +98,13 @@ class ParameterStore {
   }
 
   bool allocated() const noexcept { return values_.defined(); }
+  bool mixed() const noexcept { return allocated() && working_values_.dtype() != values_.dtype(); }
+
+  // The working copy becomes the master values rounded to the activation type (nothing without mixed precision).
+  void refresh_working(Context& ctx) {
+    CUMTL_REQUIRE(allocated(), "ParameterStore::refresh_working before allocate");
+    if (mixed()) ops::convert(ctx, values_, working_values_);
+  }
 
   std::int64_t parameter_count() const {
     std::int64_t count = 0;
@@ -88,6 +116,7 @@ class ParameterStore {
   Tensor& values() { return values_; }
   Tensor& gradients() { return gradients_; }
   Tensor& buffer_values() { return buffer_values_; }
+  const Tensor& working_values() const { return working_values_; }
 
   const std::vector<std::unique_ptr<Parameter>>& parameters() const noexcept { return parameters_; }
   const std::vector<std::unique_ptr<Buffer>>& buffers() const noexcept { return buffers_; }
@@ -133,15 +162,52 @@ class ParameterStore {
                     parameters.front()->name, "' in declaration order");
       count += parameters[i]->shape.numel();
     }
-    CUMTL_REQUIRE(shape.numel() == count, "ParameterStore::joint_view: ", count, " elements cannot be seen as ",
-                  shape);
+    CUMTL_REQUIRE(shape.numel() == count, "ParameterStore::joint_view: ", count, " elements cannot be seen as ", shape);
     return (gradients ? gradients_ : values_).slice(offset, offset + count).view(shape);
   }
 
  private:
   std::vector<std::unique_ptr<Parameter>> parameters_;
   std::vector<std::unique_ptr<Buffer>> buffers_;
-  Tensor values_, gradients_, buffer_values_;
+  Tensor values_, gradients_, buffer_values_, working_values_;
 };
+
+namespace detail {
+
+// Where a layer that computes in the activation type `type` writes a
+// parameter's gradient: the gradient itself when it is of that type;
+// otherwise (mixed precision: a 2-byte result for a float32 gradient) a
+// temporary of `type`, overwritten, which finish() widens into the gradient,
+// replacing it or adding to it in float32 per `mode`.
+class ActivationTypeGradient {
+ public:
+  ActivationTypeGradient(Context& ctx, Parameter& parameter, ScalarType type, GradientMode mode)
+      : parameter_(parameter),
+        mode_(mode),
+        temporary_(parameter.gradient.dtype() != type),
+        tensor_(temporary_ ? Tensor::empty(ctx, parameter.shape, type) : parameter.gradient) {}
+
+  Tensor& tensor() noexcept { return tensor_; }
+  GradientMode mode() const noexcept { return temporary_ ? GradientMode::overwrite : mode_; }
+
+  void finish(Context& ctx) {
+    if (!temporary_) return;
+    if (mode_ == GradientMode::overwrite) {
+      ops::convert(ctx, tensor_, parameter_.gradient);
+      return;
+    }
+    Tensor wide = Tensor::empty(ctx, parameter_.shape, parameter_.gradient.dtype());
+    ops::convert(ctx, tensor_, wide);
+    ops::add(ctx, parameter_.gradient, wide, parameter_.gradient);
+  }
+
+ private:
+  Parameter& parameter_;
+  GradientMode mode_;
+  bool temporary_;
+  Tensor tensor_;
+};
+
+}  // namespace detail
 
 }  // namespace cumtl

@@ -90,13 +90,11 @@ inline void conv2d_backward_data(Context& ctx, const Tensor& dy, const Tensor& w
   detail::require_shape(op, "dy", dy, conv_output_shape(shape), w.dtype());
   if (ctx.device().is_cuda()) {
     detail::require_cuda_convolution_type(op, w);
-    cumtl::detail::cuda_backend().conv_backward_data(ctx, shape, w.dtype(), dy.raw_data(), w.raw_data(),
-                                                     dx.raw_data());
+    cumtl::detail::cuda_backend().conv_backward_data(ctx, shape, w.dtype(), dy.raw_data(), w.raw_data(), dx.raw_data());
     return;
   }
-  dispatch_activation_type(w.dtype(), op, [&]<class T>() {
-    cpu::conv_backward_data(ctx, shape, dy.data<T>(), w.data<T>(), dx.data<T>());
-  });
+  dispatch_activation_type(
+      w.dtype(), op, [&]<class T>() { cpu::conv_backward_data(ctx, shape, dy.data<T>(), w.data<T>(), dx.data<T>()); });
 }
 
 inline void conv2d_backward_filter(Context& ctx, const Tensor& x, const Tensor& dy, const ConvGeometry& geometry,

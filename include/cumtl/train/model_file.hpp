@@ -132,11 +132,13 @@ inline ModelDescription read_model_description(const std::filesystem::path& file
 }
 
 // A finished run's network for inference: model.json and weights.safetensors
-// of a run folder, on ctx's device.
+// of a run folder, on ctx's device, its trunk computing in `activations`
+// (float32, or bfloat16 with the weights rounded from the file's float32).
 class RunModel {
  public:
-  RunModel(Context& ctx, const std::filesystem::path& run)
-      : description_(read_model_description(run / "model.json")), model_(description_.trunk, description_.heads) {
+  RunModel(Context& ctx, const std::filesystem::path& run, ScalarType activations = ScalarType::f32)
+      : description_(read_model_description(run / "model.json")),
+        model_(description_.trunk, description_.heads, activations) {
     model_.allocate(ctx);
     io::import_model_weights(ctx, model_.parameters(), run / "weights.safetensors");
   }

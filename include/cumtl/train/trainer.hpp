@@ -167,7 +167,7 @@ class Trainer {
         image_size_(train::image_size(config_, spec_)),
         heads_(head_specs(config_)),
         data_(make_training_data(config_, image_size_)),
-        model_(spec_, heads_),
+        model_(spec_, heads_, precision_.activations),
         loss_(heads_, loss_options(config_)),
         communicator_(options_.communicator ? options_.communicator : std::make_shared<distributed::SingleProcess>()) {
     CUMTL_REQUIRE(config_.batch > 0, "--batch must be positive, got ", config_.batch);
@@ -587,7 +587,8 @@ class Trainer {
     epoch_images_ = state.at("epoch_images").get<std::int64_t>();
     train_seconds_ = state.at("train_seconds").get<double>();
     images_trained_ = state.at("images_trained").get<std::int64_t>();
-    if (!communicator_->is_root()) epoch_loss_sum_ = 0, epoch_images_ = 0, images_trained_ = 0;  // rank 0 holds the world's
+    if (!communicator_->is_root())
+      epoch_loss_sum_ = 0, epoch_images_ = 0, images_trained_ = 0;  // rank 0 holds the world's
     resumed_ = true;
   }
 
