@@ -8,7 +8,10 @@
 // (channels-last, like the activations), PyTorch K×C×R×S; every 4-D parameter
 // is a convolution filter and is permuted on the way out and back. Everything
 // else (linear weights out×in, biases, BN affine parameters and running
-// statistics) has the same layout and is copied as is, in the store's dtype.
+// statistics) has the same layout and is copied as is, in the store's dtype,
+// or rounded to bfloat16 or float16 on request: such a file loads into the
+// PyTorch model converted with .to(torch.bfloat16) (or torch.float16), and
+// import widens it back into a float32 store.
 // PyTorch's BatchNorm2d also has a "num_batches_tracked" buffer that strict
 // loading requires; cumtl does not count batches (its momentum is fixed), so
 // export writes it as int64 0 beside every "<bn>.running_mean", and import
@@ -22,6 +25,7 @@
 
 #include <charconv>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -102,6 +106,20 @@ inline const Tensor& require_tensor(const SafetensorsFile& contents, const std::
   return *tensor;
 }
 
+// As require_tensor, for a weights file: a bfloat16 or float16 tensor for a float32 store is widened (exactly).
+inline Tensor require_weight(const SafetensorsFile& contents, const std::filesystem::path& file,
+                             const std::string& name, const Shape& shape, ScalarType dtype, std::string_view what) {
+  const Tensor* found = contents.find(name);
+  const bool narrow = found != nullptr && dtype == ScalarType::f32 &&
+                      (found->dtype() == ScalarType::bf16 || found->dtype() == ScalarType::f16);
+  const Tensor& tensor = require_tensor(contents, file, name, shape, narrow ? found->dtype() : dtype, what);
+  if (!narrow) return tensor;
+  Context cpu;
+  Tensor wide = Tensor::empty(shape, ScalarType::f32);
+  ops::convert(cpu, tensor, wide);
+  return wide;
+}
+
 // Names in `contents` that none of `expected` accounts for; the first is an error.
 template <class Expected>
 void require_no_extra(const SafetensorsFile& contents, const std::filesystem::path& file, Expected&& expected) {
@@ -122,17 +140,31 @@ inline bool has_name(const std::vector<std::string>& names, std::string_view nam
 
 }  // namespace detail
 
-// Writes every parameter and buffer of `store` under PyTorch's names and layout (see the top of this file).
-inline void export_model_weights(Context& ctx, const ParameterStore& store, const std::filesystem::path& file) {
+// Writes every parameter and buffer of `store` under PyTorch's names and layout (see the top of this file), in the
+// store's dtype or, given `rounded_to` (bfloat16 or float16, from a float32 store), rounded to it.
+inline void export_model_weights(Context& ctx, const ParameterStore& store, const std::filesystem::path& file,
+                                 std::optional<ScalarType> rounded_to = std::nullopt) {
   CUMTL_REQUIRE(store.allocated(), "export_model_weights ", detail::quoted(file), ": the store is not allocated");
+  CUMTL_REQUIRE(!rounded_to || (store.values().dtype() == ScalarType::f32 &&
+                                (*rounded_to == ScalarType::bf16 || *rounded_to == ScalarType::f16)),
+                "export_model_weights ", detail::quoted(file), ": weights are rounded from float32 to bfloat16 or ",
+                "float16, not from ", name_of(store.values().dtype()), " to ", name_of(*rounded_to));
+  Context cpu;
+  const auto on_host = [&](const Tensor& value) {
+    Tensor host = value.to(ctx, Device::cpu());
+    ctx.synchronize();
+    if (!rounded_to) return host;
+    Tensor narrow = Tensor::empty(host.shape(), *rounded_to);
+    ops::convert(cpu, host, narrow);
+    return narrow;
+  };
   std::vector<NamedTensor> tensors;
   for (const auto& parameter : store.parameters()) {
-    Tensor host = parameter->value.to(ctx, Device::cpu());
-    ctx.synchronize();
+    Tensor host = on_host(parameter->value);
     tensors.push_back({parameter->name, parameter->shape.rank() == 4 ? krsc_to_kcrs(host) : host});
   }
   for (const auto& buffer : store.buffers()) {
-    tensors.push_back({buffer->name, buffer->value});
+    tensors.push_back({buffer->name, on_host(buffer->value)});
     constexpr std::string_view suffix = ".running_mean";
     const std::string_view name = buffer->name;
     if (name.size() > suffix.size() && name.substr(name.size() - suffix.size()) == suffix)
@@ -143,20 +175,21 @@ inline void export_model_weights(Context& ctx, const ParameterStore& store, cons
 }
 
 // Reads a file written by export_model_weights or by PyTorch (safetensors.torch.save_file(model.state_dict()))
-// into `store`. Every parameter and buffer must be present with PyTorch's shape and the store's dtype, and
-// nothing else but num_batches_tracked may be there; the first mismatch is an error, and then nothing is changed.
+// into `store`. Every parameter and buffer must be present with PyTorch's shape and the store's dtype (or, for a
+// float32 store, bfloat16 or float16, widened), and nothing else but num_batches_tracked may be there; the first
+// mismatch is an error, and then nothing is changed.
 inline void import_model_weights(Context& ctx, ParameterStore& store, const std::filesystem::path& file) {
   CUMTL_REQUIRE(store.allocated(), "import_model_weights ", detail::quoted(file), ": the store is not allocated");
   const SafetensorsFile contents = read_safetensors(file);
   const ScalarType dtype = store.values().dtype();
   std::vector<Tensor> sources;
   for (const auto& parameter : store.parameters()) {
-    const Tensor& tensor = detail::require_tensor(contents, file, parameter->name, detail::kcrs_shape(parameter->shape),
-                                                  dtype, "parameter");
+    const Tensor tensor = detail::require_weight(contents, file, parameter->name, detail::kcrs_shape(parameter->shape),
+                                                 dtype, "parameter");
     sources.push_back(parameter->shape.rank() == 4 ? kcrs_to_krsc(tensor) : tensor);
   }
   for (const auto& buffer : store.buffers())
-    sources.push_back(detail::require_tensor(contents, file, buffer->name, buffer->shape, dtype, "buffer"));
+    sources.push_back(detail::require_weight(contents, file, buffer->name, buffer->shape, dtype, "buffer"));
   detail::require_no_extra(contents, file, [&](const std::string& name) {
     if (detail::is_num_batches_tracked(name)) return true;
     for (const auto& parameter : store.parameters())

@@ -114,6 +114,7 @@ class ParameterStore {
 
   // All values, all gradients, all buffers, each one flat tensor.
   Tensor& values() { return values_; }
+  const Tensor& values() const { return values_; }
   Tensor& gradients() { return gradients_; }
   Tensor& buffer_values() { return buffer_values_; }
   const Tensor& working_values() const { return working_values_; }

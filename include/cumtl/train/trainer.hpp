@@ -4,7 +4,9 @@
 //
 // A run folder holds, when the run has finished:
 //   model.json            the architecture, heads and input (train/model_file.hpp)
-//   weights.safetensors   the weights under PyTorch's names and layout (io/checkpoint.hpp)
+//   weights.safetensors   the weights under PyTorch's names and layout (io/checkpoint.hpp), float32
+//   weights.bf16.safetensors  in a bf16 run, the same rounded to bfloat16: what its forward passes computed with,
+//                         for a PyTorch model in torch.bfloat16
 //   metrics.jsonl         one JSON object per epoch: epoch, step, train_loss, lr, the test metrics
 //   summary.json          the final metrics, device, precision, train_seconds, images_per_second
 //   report.html           curves, per-AU F1 and the confusion matrix as inline SVG
@@ -65,6 +67,12 @@ inline Device choose_device(const std::string& text, int local_rank = 0) {
   const Device device = text == "cuda" ? Device::cuda(local_rank) : Device::parse(text);
   cumtl::detail::require_usable(device);
   return device;
+}
+
+// The weights file a mixed-precision run writes beside weights.safetensors, rounded to its activation type:
+// "weights.bf16.safetensors".
+inline std::string mixed_weights_file(const Precision& precision) {
+  return "weights." + std::string(precision.name) + ".safetensors";
 }
 
 // "cpu", or "cuda:0 (NVIDIA H100 80GB HBM3)".
@@ -617,6 +625,9 @@ class Trainer {
     on_root("write the final outputs", [&] {
       write_model_description(run / "model.json", description());
       io::export_model_weights(*ctx_, model_.parameters(), run / "weights.safetensors");
+      if (precision_.mixed())
+        io::export_model_weights(*ctx_, model_.parameters(), run / mixed_weights_file(precision_),
+                                 precision_.activations);
       detail::write_text(run / "summary.json", summary.dump(2) + "\n");
       detail::write_text(run / "report.html", render_report_html(report_data(summary)));
     });
