@@ -400,6 +400,10 @@ for config in "${e2e_configs[@]}"; do
   run "e2e cumtl: $tag" "$out/e2e-cumtl-$tag.json" \
     "$build/benchmarks/cumtl-bench-e2e" --model "$model" --size "$size" --batch "$batch" --steps "$e2e_steps" \
     --device "$device" --json
+  # bf16 mixed precision beside it, compared below with PyTorch's AMP bf16 modes of the same model.
+  [ "$device" = cuda ] && run "e2e cumtl bf16: $tag" "$out/e2e-cumtl-$tag-bf16.json" \
+    "$build/benchmarks/cumtl-bench-e2e" --model "$model" --size "$size" --batch "$batch" --steps "$e2e_steps" \
+    --device "$device" --precision bf16 --json
   [ "$tier" = quick ] && continue
   if [ -n "$torch_python" ]; then
     run "e2e pytorch: $tag" "$out/e2e-pytorch-$tag.json" \
@@ -491,8 +495,13 @@ for path in sorted(glob.glob(out + "/e2e-cumtl-*.json")):
     if not ours:
         continue
     ours = ours[0]
-    rows.append((tag, "cumtl", ours["train_images_per_second"], ours["inference_images_per_second"], "", ""))
-    for peer in lines(out + f"/e2e-pytorch-{tag}.json"):
+    # A bf16 run is compared with the peer's AMP modes, the others with every mode.
+    bf16 = tag.endswith("-bf16")
+    rows.append((tag, "cumtl " + ours.get("precision", ""), ours["train_images_per_second"],
+                 ours["inference_images_per_second"], "", ""))
+    for peer in lines(out + f"/e2e-pytorch-{tag[:-len('-bf16')] if bf16 else tag}.json"):
+        if bf16 and "amp" not in peer.get("mode", ""):
+            continue
         if not peer.get("available", True) or "train_images_per_second" not in peer:
             rows.append((tag, "pytorch " + peer.get("mode", "?"), None, None, "", peer.get("reason", "not available")))
             continue
@@ -500,11 +509,11 @@ for path in sorted(glob.glob(out + "/e2e-cumtl-*.json")):
         rows.append((tag, "pytorch " + peer["mode"], t, i,
                      f"{ours['train_images_per_second'] / t:.2f} / {ours['inference_images_per_second'] / i:.2f}", ""))
 if rows:
-    print(f"{'end to end':16} {'framework':22} {'train img/s':>12} {'infer img/s':>12} {'cumtl/peer (train / infer)':>28}")
+    print(f"{'end to end':18} {'framework':22} {'train img/s':>12} {'infer img/s':>12} {'cumtl/peer (train / infer)':>28}")
     for tag, who, t, i, ratio, note in rows:
         t_text = f"{t:12.1f}" if t is not None else f"{'-':>12}"
         i_text = f"{i:12.1f}" if i is not None else f"{'-':>12}"
-        print(f"{tag:16} {who:22} {t_text} {i_text} {ratio:>28} {note}")
+        print(f"{tag:18} {who:22} {t_text} {i_text} {ratio:>28} {note}")
 PY
 fi
 echo
