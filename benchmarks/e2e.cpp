@@ -285,7 +285,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"sgd", "adamw"}));
   app.add_flag("--loader", o.loader, "Feed synthetic faces through the data loader (decode and augmentation included)");
   app.add_option("--precision", o.precision,
-                 "auto (tf32 on a GPU, fp32 on the CPU and with --deterministic), fp32, tf32 or bf16")
+                 "auto (tf32 on a GPU, fp32 on the CPU and with --deterministic), fp32, tf32, bf16 or fp16")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "fp32", "tf32", "bf16", "fp16"}));
   app.add_flag("--deterministic", o.deterministic,

@@ -200,8 +200,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->group(run_group);
   app.add_option("--precision", c.precision,
-                 "auto (tf32 on a GPU, fp32 on the CPU and with --deterministic), fp32, tf32 (GPU only) or bf16 "
-                 "(bfloat16 activations, float32 master weights)")
+                 "auto (tf32 on a GPU, fp32 on the CPU and with --deterministic), fp32, tf32 (GPU only), bf16 or fp16 "
+                 "(bfloat16 or float16 activations, float32 master weights; fp16 with dynamic loss scaling)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "fp32", "tf32", "bf16", "fp16"}))
       ->group(run_group);

@@ -1,6 +1,7 @@
 #pragma once
-// Elementwise kernels: fill, scale, axpy, add and the conversions to and from
-// the 2-byte types over contiguous arrays.
+// Elementwise kernels: fill, scale, axpy, add, the conversions to and from
+// the 2-byte types, and the search for a non-finite value, over contiguous
+// arrays.
 //
 // Each moves one to three words per element and does at most one fused
 // multiply-add, so all that matters is reaching DRAM bandwidth: coalesced
@@ -16,6 +17,12 @@
 #include "cumtl/kernels/grid.cuh"
 
 namespace cumtl::kernels {
+
+// Whether x is infinite or NaN; written without std::isfinite so that -ffast-math cannot fold it away.
+template <class T>
+CUMTL_HOST_DEVICE inline bool is_nonfinite(T x) {
+  return !(x - x == T(0));
+}
 
 // One rounding for a 2-byte T (core/half.hpp: compute_t), none otherwise.
 template <class T>
@@ -43,6 +50,15 @@ __global__ void axpy_kernel(std::int64_t count, T alpha, const T* __restrict__ x
 template <class T>
 __global__ void add_kernel(std::int64_t count, const T* a, const T* b, T* out) {
   CUMTL_GRID_STRIDE_LOOP(i, count) out[i] = add_element(a[i], b[i]);
+}
+
+// Sets *flag to 1 when some element is infinite or NaN, and leaves it
+// otherwise. Every writer writes the same value, so no atomic is needed.
+template <class T>
+__global__ void find_nonfinite_kernel(std::int64_t count, const T* __restrict__ x, std::int32_t* flag) {
+  bool found = false;
+  CUMTL_GRID_STRIDE_LOOP(i, count) found |= is_nonfinite(x[i]);
+  if (found) *flag = 1;
 }
 
 // The CPU twins call the same functions (core/half.hpp), so both give the same

@@ -131,6 +131,9 @@ class Operations final : public ActivationTypeOperations<T, detail::CudaOperatio
   void axpy(Context& ctx, std::int64_t count, T alpha, const T* x, T* y) override {
     cuda::axpy<T>(ctx, count, alpha, x, y);
   }
+  void find_nonfinite(Context& ctx, std::int64_t count, const T* x, std::int32_t* flag) override {
+    cuda::find_nonfinite<T>(ctx, count, x, flag);
+  }
   void to_half(Context& ctx, std::int64_t count, const T* x, ScalarType half, std::uint16_t* y) override {
     cuda::to_half<T>(ctx, count, x, half, y);
   }

@@ -42,6 +42,7 @@
 #include "cumtl/loss/metrics.hpp"
 #include "cumtl/loss/multitask_loss.hpp"
 #include "cumtl/models/multi_head.hpp"
+#include "cumtl/optim/loss_scale.hpp"
 #include "cumtl/optim/optimizer.hpp"
 #include "cumtl/optim/schedule.hpp"
 #include "cumtl/models/resnet.hpp"

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include <cumtl/optim/loss_scale.hpp>
 #include <cumtl/optim/optimizer.hpp>
 #include <cumtl/optim/schedule.hpp>
 
@@ -285,5 +286,86 @@ TEST_SUITE("optim") {
     CHECK_ERROR_WITH(Schedule::step_decay(0.1, 0, 0.5).lr(3), "step_size");
     CHECK_ERROR_WITH(Schedule::cosine(0.1, 10, 0, /*warmup_steps=*/10).lr(12), "total_steps");
     CHECK_ERROR_WITH(Schedule::cosine(0.1, 10, /*min_lr=*/0.2).lr(1), "min_lr");
+  }
+
+  TEST_CASE("loss scale: all_finite finds an infinity or a NaN anywhere") {
+    Context ctx;
+    for (const std::int64_t count : {1, 7, 100000}) {
+      CAPTURE(count);
+      Tensor values = cumtl_test::random_tensor<float>(Shape{count}, 3);
+      CHECK(cumtl::ops::all_finite(ctx, values));
+      for (const float bad : {INFINITY, -INFINITY, NAN})
+        for (const std::int64_t at : {std::int64_t(0), count / 2, count - 1}) {
+          Tensor spoiled = values.to(cumtl::Device::cpu());
+          spoiled.data<float>()[at] = bad;
+          CHECK_FALSE(cumtl::ops::all_finite(ctx, spoiled));
+        }
+    }
+    CHECK(cumtl::ops::all_finite(ctx, Tensor::empty(Shape{0}, ScalarType::f32)));
+    CHECK(cumtl::ops::all_finite(ctx, Tensor::from_vector<double>({3.4e38 * 10.0}, Shape{1})));  // finite in double
+  }
+
+  // A step whose scaled gradients overflowed is skipped: the gradients and
+  // so the weights are left as they are, the scale halves and the skip is
+  // counted. Finite steps divide by the scale, exactly (powers of two), and
+  // after growth_interval of them in a row the scale doubles.
+  TEST_CASE("loss scale: a forced overflow skips the step and lowers the scale, without touching the weights") {
+    Context ctx;
+    ParameterStore store;
+    make_store(ctx, store, {1, 2, 3});
+    cumtl::optim::DynamicLossScale scaler({.initial = 1024, .growth_interval = 3});
+    std::vector<double> overflowed{1, INFINITY, 3};
+    set_gradients(ctx, store, overflowed);
+    CHECK_FALSE(scaler.unscale(ctx, store.gradients()));
+    CHECK(scaler.scale() == 512);
+    CHECK(scaler.skipped_steps() == 1);
+    CHECK(store.values().to_vector<double>() == std::vector<double>{1, 2, 3});
+    const std::vector<double> left = store.gradients().to_vector<double>();
+    CHECK(left[1] == INFINITY);
+
+    for (int step = 0; step < 3; ++step) {
+      CAPTURE(step);
+      set_gradients(ctx, store, {512, -1024, 0.5});
+      REQUIRE(scaler.unscale(ctx, store.gradients()));
+      CHECK(store.gradients().to_vector<double>() == std::vector<double>{1, -2, 0.5 / 512});
+    }
+    CHECK(scaler.scale() == 1024);  // three finite steps in a row
+    CHECK(scaler.skipped_steps() == 1);
+    const cumtl::optim::LossScaleState state = scaler.state();
+    cumtl::optim::DynamicLossScale restored;
+    restored.set_state(state);
+    CHECK(restored.state() == state);
+    CHECK_ERROR_WITH(cumtl::optim::DynamicLossScale({.initial = 0}), "DynamicLossScale", "out of range");
+  }
+
+  // The same through a float32 model with a float16 trunk: an enormous scale
+  // overflows float16 in backward, and the scale comes down until a step fits.
+  TEST_CASE("loss scale: an fp16 model's overflowing backward is skipped until the scale fits") {
+    Context ctx;
+    const std::vector<cumtl::HeadSpec> heads{{.name = "emotion", .kind = cumtl::HeadKind::softmax, .outputs = 7}};
+    cumtl::MultiHeadModel<float> model(cumtl::ResNetSpec::small(), heads, ScalarType::f16);
+    model.allocate(ctx);
+    cumtl::Generator generator(5);
+    model.initialize(ctx, generator);
+    const std::vector<float> initial = model.parameters().values().to_vector<float>();
+    Tensor images = Tensor::empty(Shape{4, 16, 16, 3}, ScalarType::f32);
+    cumtl::ops::normal(ctx, images, generator, 0, 1);
+    Tensor dlogits = Tensor::empty(Shape{4, 7}, ScalarType::f32);
+    cumtl::ops::normal(ctx, dlogits, generator, 0, 1);
+
+    cumtl::optim::DynamicLossScale scaler({.initial = 0x1p40});
+    int steps = 0;
+    for (; steps < 40; ++steps) {
+      Tensor scaled = dlogits.to(cumtl::Device::cpu());
+      cumtl::ops::scale(ctx, scaled, scaler.scale());
+      model.forward(ctx, images, cumtl::Phase::train);
+      model.backward(ctx, scaled, cumtl::GradientMode::overwrite);
+      if (scaler.unscale(ctx, model.parameters().gradients())) break;
+      CHECK(model.parameters().values().to_vector<float>() == initial);
+    }
+    CHECK(steps > 0);  // 2^40 overflowed float16 (largest 65504)
+    CHECK(scaler.skipped_steps() == steps);
+    CHECK(scaler.scale() == std::ldexp(1.0, 40 - steps));
+    CHECK(cumtl::ops::all_finite(ctx, model.parameters().gradients()));
   }
 }

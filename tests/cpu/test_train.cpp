@@ -149,14 +149,13 @@ TEST_CASE("train: a precision the device cannot run is refused before anything i
   const fs::path folder = fresh_folder("bad_precision");
   c.precision = "tf32";
   CHECK_ERROR_WITH(train::Trainer(c, quiet_in(folder)), "precision tf32 is a GPU math mode");
-  c.precision = "fp16";
-  CHECK_ERROR_WITH(train::Trainer(c, quiet_in(folder)), "precision fp16", "dynamic loss scaling");
   CHECK_FALSE(fs::exists(folder));
 }
 
-// In bf16 too: the working copy is rounded afresh from the checkpointed float32 master weights.
+// In bf16 and fp16 too: the working copy is rounded afresh from the checkpointed float32 master weights, and
+// the fp16 loss scale is checkpointed.
 TEST_CASE("train: a resumed run reproduces the uninterrupted run bit for bit") {
-  for (const char* precision : {"fp32", "bf16"}) {
+  for (const char* precision : {"fp32", "bf16", "fp16"}) {
     CAPTURE(precision);
     train::TrainConfig config = cumtl_test::tiny_train_config();
     config.precision = precision;
@@ -205,60 +204,71 @@ TEST_CASE("train: a resumed run reproduces the uninterrupted run bit for bit") {
   }
 }
 
-// A bf16 run on the CPU against the fp32 run of the same configuration:
-// the summary says bf16, weights.safetensors keeps the float32 master weights
-// and weights.bf16.safetensors has them rounded, and the losses track the fp32 run's (held within 5% per epoch;
-// measured within 1.3%).
-TEST_CASE("train: a bf16 run on the CPU tracks the fp32 run and keeps float32 master weights") {
+// Checks a mixed-precision run folder: weights.safetensors keeps the float32
+// master weights; weights.<precision>.safetensors has them rounded to `Half`
+// in PyTorch's layout, and loads back widened.
+template <class Half>
+void check_mixed_weights(const fs::path& folder, const std::string& precision) {
+  const io::SafetensorsFile weights = io::read_safetensors(folder / "weights.safetensors");
+  std::size_t float32_tensors = 0;
+  for (const auto& named : weights.tensors) {
+    CHECK(named.tensor.dtype() != scalar_type_v<Half>);
+    float32_tensors += named.tensor.dtype() == ScalarType::f32 ? 1 : 0;
+  }
+  CHECK(float32_tensors > 0);
+  const fs::path narrow_file = folder / ("weights." + precision + ".safetensors");
+  REQUIRE(fs::exists(narrow_file));
+  const io::SafetensorsFile narrow = io::read_safetensors(narrow_file);
+  REQUIRE(narrow.tensors.size() == weights.tensors.size());
+  for (const auto& named : weights.tensors) {
+    CAPTURE(named.name);
+    const Tensor* rounded = narrow.find(named.name);
+    REQUIRE(rounded != nullptr);
+    CHECK(rounded->shape() == named.tensor.shape());
+    if (named.tensor.dtype() == ScalarType::f32)
+      CHECK(rounded->to_vector<Half>() == cumtl_test::rounded<Half>(named.tensor));
+    else
+      CHECK(rounded->dtype() == named.tensor.dtype());
+  }
+  Context cpu;
+  train::RunModel network(cpu, folder);
+  ParameterStore& store = network.model().parameters();
+  io::import_model_weights(cpu, store, narrow_file);
+  CHECK(store.values().to_vector<float>() ==
+        cumtl_test::widened(cumtl_test::narrowed<Half>(store.values())).template to_vector<float>());
+}
+
+// bf16 and fp16 runs on the CPU against the fp32 run of the same
+// configuration: the summary names the precision, the weights files are as
+// check_mixed_weights says, only fp16 scales its loss, and the losses track
+// the fp32 run's (held within 5% per epoch; measured within 1.3%).
+TEST_CASE("train: bf16 and fp16 runs on the CPU track the fp32 run and keep float32 master weights") {
   const std::atomic<bool> never{false};
   std::vector<std::vector<nlohmann::json>> records;
-  for (const char* precision : {"fp32", "bf16"}) {
+  for (const std::string precision : {"fp32", "bf16", "fp16"}) {
+    CAPTURE(precision);
     train::TrainConfig config = cumtl_test::tiny_train_config();
     config.precision = precision;
-    const fs::path folder = fresh_folder(std::string("precision_") + precision);
+    const fs::path folder = fresh_folder("precision_" + precision);
     train::Trainer trainer(config, quiet_in(folder));
     REQUIRE(trainer.run(never).finished);
     records.push_back(read_lines(folder / "metrics.jsonl"));
     std::ifstream summary_file(folder / "summary.json");
     CHECK(nlohmann::json::parse(summary_file).at("precision") == precision);
-    const io::SafetensorsFile weights = io::read_safetensors(folder / "weights.safetensors");
-    std::size_t float32_tensors = 0;
-    for (const auto& named : weights.tensors) {
-      CHECK(named.tensor.dtype() != ScalarType::bf16);
-      float32_tensors += named.tensor.dtype() == ScalarType::f32 ? 1 : 0;
-    }
-    CHECK(float32_tensors > 0);
-
-    // A bf16 run also writes its weights rounded to bfloat16, in PyTorch's layout, and they load back widened.
-    const fs::path narrow_file = folder / "weights.bf16.safetensors";
-    REQUIRE(fs::exists(narrow_file) == (std::string(precision) == "bf16"));
-    if (!fs::exists(narrow_file)) continue;
-    const io::SafetensorsFile narrow = io::read_safetensors(narrow_file);
-    REQUIRE(narrow.tensors.size() == weights.tensors.size());
-    for (const auto& named : weights.tensors) {
-      CAPTURE(named.name);
-      const Tensor* rounded = narrow.find(named.name);
-      REQUIRE(rounded != nullptr);
-      CHECK(rounded->shape() == named.tensor.shape());
-      if (named.tensor.dtype() == ScalarType::f32)
-        CHECK(rounded->to_vector<bfloat16_t>() == cumtl_test::rounded<bfloat16_t>(named.tensor));
-      else
-        CHECK(rounded->dtype() == named.tensor.dtype());
-    }
-    Context cpu;
-    train::RunModel network(cpu, folder);
-    ParameterStore& store = network.model().parameters();
-    io::import_model_weights(cpu, store, narrow_file);
-    CHECK(store.values().to_vector<float>() ==
-          cumtl_test::widened(cumtl_test::narrowed<bfloat16_t>(store.values())).to_vector<float>());
+    CHECK(records.back().back().contains("loss_scale") == (precision == "fp16"));
+    if (precision == "bf16") check_mixed_weights<bfloat16_t>(folder, precision);
+    if (precision == "fp16") check_mixed_weights<float16_t>(folder, precision);
+    if (precision == "fp32") CHECK_FALSE(fs::exists(folder / "weights.fp32.safetensors"));
   }
-  REQUIRE(records[0].size() == records[1].size());
-  for (std::size_t epoch = 0; epoch < records[0].size(); ++epoch)
-    for (const char* key : {"train_loss", "test_loss"}) {
-      const double fp32 = records[0][epoch][key].get<double>(), bf16 = records[1][epoch][key].get<double>();
-      MESSAGE("epoch ", epoch + 1, " ", std::string(key), ": fp32 ", fp32, ", bf16 ", bf16);
-      CHECK(std::abs(bf16 - fp32) <= 0.05 * std::abs(fp32));
-    }
+  for (std::size_t run = 1; run < records.size(); ++run) {
+    REQUIRE(records[run].size() == records[0].size());
+    for (std::size_t epoch = 0; epoch < records[0].size(); ++epoch)
+      for (const char* key : {"train_loss", "test_loss"}) {
+        const double fp32 = records[0][epoch][key].get<double>(), mixed = records[run][epoch][key].get<double>();
+        MESSAGE("run ", run, " epoch ", epoch + 1, " ", std::string(key), ": fp32 ", fp32, ", mixed ", mixed);
+        CHECK(std::abs(mixed - fp32) <= 0.05 * std::abs(fp32));
+      }
+  }
 }
 
 TEST_CASE("train: step losses come back in step order, `lag` steps late, and all of them at the end") {

@@ -103,6 +103,25 @@ TEST_SUITE("cuda") {
     }
   }
 
+  TEST_CASE_TEMPLATE("all_finite on the GPU finds an infinity or a NaN anywhere, as the CPU twin does", T, float,
+                     double) {
+    Context cpu;
+    Context gpu(Device::cuda(0));
+    for (const std::int64_t count : {1, 33, 1000003}) {
+      CAPTURE(count);
+      const Tensor values = cumtl_test::random_tensor<T>(Shape{count}, 4);
+      CHECK(cumtl::ops::all_finite(gpu, values.to(gpu, gpu.device())));
+      for (const T bad : {T(INFINITY), T(-INFINITY), T(NAN)})
+        for (const std::int64_t at : {std::int64_t(0), count / 2, count - 1}) {
+          Tensor spoiled = values.to(Device::cpu());
+          spoiled.data<T>()[at] = bad;
+          CHECK_FALSE(cumtl::ops::all_finite(cpu, spoiled));
+          CHECK_FALSE(cumtl::ops::all_finite(gpu, spoiled.to(gpu, gpu.device())));
+        }
+    }
+    CHECK(cumtl::ops::all_finite(gpu, Tensor::empty(gpu, Shape{0}, cumtl::scalar_type_v<T>)));
+  }
+
   TEST_CASE("tensors on another device than the context are refused") {
     Context gpu(Device::cuda(0));
     Context cpu;

@@ -58,20 +58,24 @@ TEST_SUITE("train") {
     CHECK(train::device_description(cumtl::Device::cuda(0)).starts_with("cuda:0 ("));
   }
 
-  // bf16 on both devices: the CPU run is the GPU run's oracle, the same
-  // rounding points with the fp32 sums in another order. Each operation may
-  // differ by an ulp (2^-7), so the epoch losses are held within 2%, where the
-  // fp32 runs above are held within 0.1%.
-  TEST_CASE("train: a short bf16 run on the GPU tracks the same run on the CPU") {
-    const std::vector<nlohmann::json> cpu = run_on("cpu", "bf16_cpu", "bf16"), gpu = run_on("cuda", "bf16_gpu", "bf16");
-    REQUIRE(cpu.size() == 2);
-    REQUIRE(gpu.size() == 2);
-    for (std::size_t e = 0; e < cpu.size(); ++e)
-      for (const char* key : {"train_loss", "test_loss"}) {
-        const double a = cpu[e][key].get<double>(), b = gpu[e][key].get<double>();
-        INFO("epoch ", e + 1, " ", key, ": cpu ", a, " gpu ", b);
-        CHECK(std::abs(a - b) <= 2e-2 * std::abs(a));
-      }
+  // bf16 and fp16 on both devices: the CPU run is the GPU run's oracle, the
+  // same rounding points with the fp32 sums in another order. Each operation
+  // may differ by an ulp (2^-7 for bf16), so the epoch losses are held within
+  // 2%, where the fp32 runs above are held within 0.1%.
+  TEST_CASE("train: short bf16 and fp16 runs on the GPU track the same runs on the CPU") {
+    for (const std::string precision : {"bf16", "fp16"}) {
+      CAPTURE(precision);
+      const std::vector<nlohmann::json> cpu = run_on("cpu", precision + "_cpu", precision),
+                                        gpu = run_on("cuda", precision + "_gpu", precision);
+      REQUIRE(cpu.size() == 2);
+      REQUIRE(gpu.size() == 2);
+      for (std::size_t e = 0; e < cpu.size(); ++e)
+        for (const char* key : {"train_loss", "test_loss"}) {
+          const double a = cpu[e][key].get<double>(), b = gpu[e][key].get<double>();
+          INFO("epoch ", e + 1, " ", key, ": cpu ", a, " gpu ", b);
+          CHECK(std::abs(a - b) <= 2e-2 * std::abs(a));
+        }
+    }
   }
 
   // The default GPU model with the GPU's default numerics (TF32 convolutions

@@ -101,6 +101,7 @@ class CudaOperations : public CudaActivationTypeOperations<T> {
   virtual void fill(Context& ctx, T* out, std::int64_t count, T value) = 0;
   virtual void scale(Context& ctx, T* x, std::int64_t count, T alpha) = 0;
   virtual void axpy(Context& ctx, std::int64_t count, T alpha, const T* x, T* y) = 0;
+  virtual void find_nonfinite(Context& ctx, std::int64_t count, const T* x, std::int32_t* flag) = 0;
   virtual void to_half(Context& ctx, std::int64_t count, const T* x, ScalarType half, std::uint16_t* y) = 0;
   virtual void from_half(Context& ctx, std::int64_t count, ScalarType half, const std::uint16_t* x, T* y) = 0;
   // random

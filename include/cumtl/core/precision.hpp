@@ -13,8 +13,8 @@
 // the CPU rather than silently meaning fp32 there. bf16 and fp16 compute their
 // convolutions in the 2-byte type with fp32 accumulation on both devices; the
 // fp32 left in them (the heads, docs/layers.md) stays strict fp32, so a bf16
-// run on the CPU is the oracle of the same run on a GPU. fp16 needs dynamic
-// loss scaling, which is not built yet: choose_precision refuses it.
+// run on the CPU is the oracle of the same run on a GPU. fp16 trains with
+// dynamic loss scaling (optim/loss_scale.hpp).
 
 #include <array>
 #include <cstdint>
@@ -62,8 +62,6 @@ inline Precision parse_precision(std::string_view text) {
 inline Precision choose_precision(std::string_view text, Device device, bool deterministic = false) {
   if (text == "auto") return device.is_cuda() && !deterministic ? precision_tf32 : precision_fp32;
   const Precision precision = parse_precision(text);
-  CUMTL_REQUIRE(precision != precision_fp16, "precision fp16: float16 training needs dynamic loss scaling, which ",
-                "cumtl does not have yet; use bf16 (the same speed on GPUs with bfloat16 tensor cores), tf32 or fp32");
   CUMTL_REQUIRE(precision.math == MathMode::fp32 || device.is_cuda(), "precision ", precision.name,
                 " is a GPU math mode (TF32 tensor cores), but the device is ", device,
                 ", which computes in fp32: use fp32 or auto");

@@ -42,6 +42,16 @@ void add(Context& ctx, std::int64_t count, const T* a, const T* b, T* out) {
   });
 }
 
+// *flag (zeroed by the caller) becomes 1 when x holds an infinity or a NaN.
+template <class T>
+void find_nonfinite(Context&, std::int64_t count, const T* x, std::int32_t* flag) {
+  for (std::int64_t i = 0; i < count; ++i)
+    if (kernels::is_nonfinite(x[i])) {
+      *flag = 1;
+      return;
+    }
+}
+
 // `half` is ScalarType::bf16 or ScalarType::f16; the same conversions as the
 // kernels (core/half.hpp), a float64 input rounded to float32 first.
 template <class T>

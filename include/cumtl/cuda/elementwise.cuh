@@ -26,6 +26,12 @@ void add(Context& ctx, std::int64_t count, const T* a, const T* b, T* out) {
   launch_elementwise(ctx, "cumtl::add", kernels::add_kernel<T>, count, count, a, b, out);
 }
 
+// *flag (zeroed by the caller) becomes 1 when x holds an infinity or a NaN.
+template <class T>
+void find_nonfinite(Context& ctx, std::int64_t count, const T* x, std::int32_t* flag) {
+  launch_elementwise(ctx, "cumtl::find_nonfinite", kernels::find_nonfinite_kernel<T>, count, count, x, flag);
+}
+
 // `half` is ScalarType::bf16 or ScalarType::f16 (the facade checks).
 template <class T>
 void to_half(Context& ctx, std::int64_t count, const T* x, ScalarType half, std::uint16_t* y) {

@@ -7,6 +7,8 @@
 //   axpy(ctx, alpha, x, y)    y[i] = alpha * x[i] + y[i]
 //   add(ctx, a, b, out)       out[i] = a[i] + b[i]; out may be a or b; also on
 //                             bfloat16 and float16, summed in float and rounded once
+//   all_finite(ctx, x)        whether no x[i] is infinite or NaN; waits for ctx
+//                             (one flag read back), so it is a host synchronization
 //   convert(ctx, from, to)    to[i] = from[i] in to's scalar type: float32 or
 //                             float64 to and from bfloat16 or float16
 //                             (core/half.hpp: round to nearest even; a float64
@@ -37,6 +39,15 @@ inline void scale(Context& ctx, Tensor& x, double alpha) {
   detail::require_on_context(ctx, "ops::scale", "x", x);
   dispatch_floating(x.dtype(), "ops::scale",
                     [&]<class T>() { CUMTL_DISPATCH(ctx, T, scale, ctx, x.data<T>(), x.numel(), T(alpha)); });
+}
+
+inline bool all_finite(Context& ctx, const Tensor& x) {
+  detail::require_on_context(ctx, "ops::all_finite", "x", x);
+  Tensor flag = Tensor::zeros(ctx, Shape{1}, ScalarType::i32);
+  dispatch_floating(x.dtype(), "ops::all_finite", [&]<class T>() {
+    CUMTL_DISPATCH(ctx, T, find_nonfinite, ctx, x.numel(), x.data<T>(), flag.data<std::int32_t>());
+  });
+  return flag.to_vector<std::int32_t>(ctx)[0] == 0;
 }
 
 inline void axpy(Context& ctx, double alpha, const Tensor& x, Tensor& y) {

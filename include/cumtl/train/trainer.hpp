@@ -5,8 +5,8 @@
 // A run folder holds, when the run has finished:
 //   model.json            the architecture, heads and input (train/model_file.hpp)
 //   weights.safetensors   the weights under PyTorch's names and layout (io/checkpoint.hpp), float32
-//   weights.bf16.safetensors  in a bf16 run, the same rounded to bfloat16: what its forward passes computed with,
-//                         for a PyTorch model in torch.bfloat16
+//   weights.bf16.safetensors  in a bf16 (fp16) run, the same rounded to bfloat16 (weights.fp16.safetensors:
+//                         float16): what its forward passes computed with, for a PyTorch model in that type
 //   metrics.jsonl         one JSON object per epoch: epoch, step, train_loss, lr, the test metrics
 //   summary.json          the final metrics, device, precision, train_seconds, images_per_second
 //   report.html           curves, per-AU F1 and the confusion matrix as inline SVG
@@ -48,6 +48,7 @@
 #include "cumtl/distributed/data_parallel.hpp"
 #include "cumtl/io/checkpoint.hpp"
 #include "cumtl/models/multi_head.hpp"
+#include "cumtl/optim/loss_scale.hpp"
 #include "cumtl/optim/optimizer.hpp"
 #include "cumtl/optim/schedule.hpp"
 #include "cumtl/train/config.hpp"
@@ -217,6 +218,7 @@ class Trainer {
     Generator generator(config_.seed);
     model_.initialize(*ctx_, generator);
     make_optimizer();
+    if (precision_ == precision_fp16) loss_scale_.emplace();
     make_schedule();
     if (distributed()) {
       join_ranks();
@@ -467,6 +469,7 @@ class Trainer {
       const Tensor logits = model_.forward(*ctx_, batch->images, Phase::train);
       Tensor dlogits = Tensor::empty(*ctx_, logits.shape(), logits.dtype());
       loss_.compute(*ctx_, LossMode::train, logits, batch->labels, dlogits);
+      if (loss_scale_) ops::scale(*ctx_, dlogits, loss_scale_->scale());
       if (gradient_buckets_) {
         model_.backward(*ctx_, dlogits, GradientMode::overwrite,
                         [&](std::int64_t first_final) { gradient_buckets_->ready(first_final); });
@@ -474,7 +477,9 @@ class Trainer {
       } else {
         model_.backward(*ctx_, dlogits, GradientMode::overwrite);
       }
-      optimizer_->step(*ctx_, schedule_.lr(step_));
+      // Every rank holds the same averaged gradients, so every rank takes or skips the step alike.
+      if (!loss_scale_ || loss_scale_->unscale(*ctx_, model_.parameters().gradients()))
+        optimizer_->step(*ctx_, schedule_.lr(step_));
       const std::optional<StepLoss> due = step_losses_.push(*ctx_, loss_, step_, std::int64_t(batch->size));
       ++step_;
       if (due) count(*due);
@@ -495,6 +500,10 @@ class Trainer {
                              {"step", step_},
                              {"train_loss", epoch_images_ > 0 ? epoch_loss_sum_ / double(epoch_images_) : 0.0},
                              {"lr", schedule_.lr(std::max<std::int64_t>(step_ - 1, 0))}};
+    if (loss_scale_) {
+      record["loss_scale"] = loss_scale_->scale();
+      record["skipped_steps"] = loss_scale_->skipped_steps();
+    }
     const bool last = step_ >= total_steps_;
     const bool due = last || (config_.eval_every > 0 && (epoch + 1) % config_.eval_every == 0);
     if (due) distributed::broadcast_buffers(model_engine(), model_.parameters());
@@ -553,13 +562,27 @@ class Trainer {
     detail::write_text(options_.run_folder / "metrics.jsonl", text);
   }
 
+  // Steps the fp16 loss scale skipped (their gradients overflowed); 0 in every other precision.
+  std::int64_t skipped_steps() const noexcept { return loss_scale_ ? loss_scale_->skipped_steps() : 0; }
+
+  static nlohmann::json loss_scale_state_to_json(const optim::LossScaleState& state) {
+    return {{"scale", state.scale}, {"finite_steps", state.finite_steps}, {"skipped_steps", state.skipped_steps}};
+  }
+  static optim::LossScaleState loss_scale_state_from_json(const nlohmann::json& json) {
+    return {.scale = json.at("scale").get<double>(),
+            .finite_steps = json.at("finite_steps").get<std::int64_t>(),
+            .skipped_steps = json.at("skipped_steps").get<std::int64_t>()};
+  }
+
   std::filesystem::path save_checkpoint() {
     gather_counts();
-    const nlohmann::json state = {{"history", history_},
-                                  {"epoch_loss_sum", epoch_loss_sum_},
-                                  {"epoch_images", epoch_images_},
-                                  {"train_seconds", train_seconds_},
-                                  {"images_trained", images_trained_}};
+    const nlohmann::json state = {
+        {"history", history_},
+        {"epoch_loss_sum", epoch_loss_sum_},
+        {"epoch_images", epoch_images_},
+        {"loss_scale", loss_scale_ ? loss_scale_state_to_json(loss_scale_->state()) : nlohmann::json()},
+        {"train_seconds", train_seconds_},
+        {"images_trained", images_trained_}};
     const nlohmann::json configuration = {{"config", to_json(config_)}, {"state", state}};
     io::CheckpointContents contents;
     contents.model = &model_.parameters();
@@ -589,7 +612,9 @@ class Trainer {
     step_ = contents.progress.step;
     CUMTL_REQUIRE(step_ >= 0 && step_ <= total_steps_, "checkpoint '", file.string(), "' is at step ", step_,
                   " of a run of ", total_steps_);
-    optimizer_->set_steps(std::uint64_t(step_));
+    if (loss_scale_) loss_scale_->set_state(loss_scale_state_from_json(state.at("loss_scale")));
+    // The optimizer counts the steps it took: in fp16, not the skipped ones.
+    optimizer_->set_steps(std::uint64_t(step_ - skipped_steps()));
     history_ = state.at("history").get<std::vector<nlohmann::json>>();
     epoch_loss_sum_ = state.at("epoch_loss_sum").get<double>();
     epoch_images_ = state.at("epoch_images").get<std::int64_t>();
@@ -694,6 +719,7 @@ class Trainer {
   StepLosses step_losses_;
   std::optional<data::Loader> train_loader_;
   std::optional<optim::AnyOptimizer> optimizer_;
+  std::optional<optim::DynamicLossScale> loss_scale_;  // fp16 only
   optim::Schedule schedule_;
   double lr_ = 0;
   std::int64_t batches_per_epoch_ = 0, total_steps_ = 0, epochs_ = 0;
