@@ -121,6 +121,22 @@ Shape nhwc(const Shape& spatial, std::int64_t channels) {
   return Shape::nhwc(spatial[0], spatial[1], spatial[2], channels);
 }
 
+// check(shape, activation, with_residual) for every spatial shape with every awkward channel count, with and
+// without the ReLU and the residual.
+template <class Check>
+void for_each_awkward_case(const std::vector<Shape>& spatials, Check&& check) {
+  for (const Shape& spatial : spatials)
+    for (std::int64_t channels : awkward_channels)
+      for (Activation activation : {Activation::none, Activation::relu})
+        for (bool with_residual : {false, true}) {
+          const Shape shape = nhwc(spatial, channels);
+          CAPTURE(shape);
+          CAPTURE(int(activation));
+          CAPTURE(with_residual);
+          check(shape, activation, with_residual);
+        }
+}
+
 // Forward train on both devices from the same batch; checks that they agree
 // and returns the CPU's result. `output_tolerance` bounds y (by default
 // `tolerance`, which bounds the statistics).
@@ -190,21 +206,14 @@ TEST_SUITE("batchnorm") {
   TEST_CASE("batchnorm: forward train and backward on the GPU match the CPU twin") {
     Context gpu(Device::cuda(0));
     std::uint64_t seed = 1;
-    for (const Shape& spatial : awkward_spatial)
-      for (std::int64_t channels : awkward_channels)
-        for (Activation activation : {Activation::none, Activation::relu})
-          for (bool with_residual : {false, true}) {
-            const Shape shape = nhwc(spatial, channels);
-            CAPTURE(shape);
-            CAPTURE(int(activation));
-            CAPTURE(with_residual);
-            const Batch trained = forward_checked_against_cpu<float>(
-                gpu, random_batch<float>(shape, with_residual, seed += 10), activation, 1e-5);
-            for (GradientMode mode : {GradientMode::overwrite, GradientMode::accumulate}) {
-              CAPTURE(int(mode));
-              backward_checked_against_cpu<float>(gpu, trained, activation, with_residual, mode, 1e-4);
-            }
-          }
+    for_each_awkward_case(awkward_spatial, [&](const Shape& shape, Activation activation, bool with_residual) {
+      const Batch trained = forward_checked_against_cpu<float>(
+          gpu, random_batch<float>(shape, with_residual, seed += 10), activation, 1e-5);
+      for (GradientMode mode : {GradientMode::overwrite, GradientMode::accumulate}) {
+        CAPTURE(int(mode));
+        backward_checked_against_cpu<float>(gpu, trained, activation, with_residual, mode, 1e-4);
+      }
+    });
   }
 
   // bf16 and f16 activations with float statistics: the statistics are the
@@ -217,20 +226,13 @@ TEST_SUITE("batchnorm") {
     Context gpu(Device::cuda(0));
     const double ulp = std::is_same_v<Half, cumtl::bfloat16_t> ? 0x1p-7 : 0x1p-10;
     std::uint64_t seed = 3000;
-    for (const Shape& spatial : awkward_spatial)
-      for (std::int64_t channels : awkward_channels)
-        for (Activation activation : {Activation::none, Activation::relu})
-          for (bool with_residual : {false, true}) {
-            const Shape shape = nhwc(spatial, channels);
-            CAPTURE(shape);
-            CAPTURE(int(activation));
-            CAPTURE(with_residual);
-            const Batch batch = random_batch<Half>(shape, with_residual, seed += 10);
-            const Batch trained = forward_checked_against_cpu<Half>(gpu, batch, activation, 1e-5, ulp + 1e-5);
-            backward_checked_against_cpu<Half>(gpu, trained, activation, with_residual, GradientMode::accumulate, 1e-4,
-                                               ulp + 1e-4);
-            eval_checked_against_cpu<Half>(gpu, batch, activation, ulp + 1e-5);
-          }
+    for_each_awkward_case(awkward_spatial, [&](const Shape& shape, Activation activation, bool with_residual) {
+      const Batch batch = random_batch<Half>(shape, with_residual, seed += 10);
+      const Batch trained = forward_checked_against_cpu<Half>(gpu, batch, activation, 1e-5, ulp + 1e-5);
+      backward_checked_against_cpu<Half>(gpu, trained, activation, with_residual, GradientMode::accumulate, 1e-4,
+                                         ulp + 1e-4);
+      eval_checked_against_cpu<Half>(gpu, batch, activation, ulp + 1e-5);
+    });
   }
 
   TEST_CASE("batchnorm: forward eval on the GPU matches the CPU twin") {
@@ -238,17 +240,9 @@ TEST_SUITE("batchnorm") {
     std::vector<Shape> spatials = awkward_spatial;
     spatials.push_back(Shape{0, 7, 7});
     std::uint64_t seed = 1000;
-    for (const Shape& spatial : spatials)
-      for (std::int64_t channels : awkward_channels)
-        for (Activation activation : {Activation::none, Activation::relu})
-          for (bool with_residual : {false, true}) {
-            const Shape shape = nhwc(spatial, channels);
-            CAPTURE(shape);
-            CAPTURE(int(activation));
-            CAPTURE(with_residual);
-            eval_checked_against_cpu<float>(gpu, random_batch<float>(shape, with_residual, seed += 10), activation,
-                                            1e-5);
-          }
+    for_each_awkward_case(spatials, [&](const Shape& shape, Activation activation, bool with_residual) {
+      eval_checked_against_cpu<float>(gpu, random_batch<float>(shape, with_residual, seed += 10), activation, 1e-5);
+    });
   }
 
   TEST_CASE("batchnorm: forward train and backward are deterministic on the GPU") {

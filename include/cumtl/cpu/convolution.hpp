@@ -228,19 +228,18 @@ void conv_backward_filter(Context& ctx, const ConvShape& shape, const T* x, cons
 template <class Half>
 requires is_two_byte_float<Half>
 void conv_forward(Context& ctx, const ConvShape& shape, const Half* x, const Half* w, Half* y) {
-  const std::vector<float> x32 = widened(ctx, x, shape.x_count()), w32 = widened(ctx, w, shape.w_count());
-  std::vector<float> y32(static_cast<std::size_t>(shape.y_count()));
-  conv_forward<float>(ctx, shape, x32.data(), w32.data(), y32.data());
-  round_to(ctx, y32.data(), shape.y_count(), y);
+  through_float(
+      ctx, x, shape.x_count(), w, shape.w_count(), y, shape.y_count(), GradientMode::overwrite,
+      [&](const float* x32, const float* w32, float* y32) { conv_forward<float>(ctx, shape, x32, w32, y32); });
 }
 
 template <class Half>
 requires is_two_byte_float<Half>
 void conv_backward_data(Context& ctx, const ConvShape& shape, const Half* dy, const Half* w, Half* dx) {
-  const std::vector<float> dy32 = widened(ctx, dy, shape.y_count()), w32 = widened(ctx, w, shape.w_count());
-  std::vector<float> dx32(static_cast<std::size_t>(shape.x_count()));
-  conv_backward_data<float>(ctx, shape, dy32.data(), w32.data(), dx32.data());
-  round_to(ctx, dx32.data(), shape.x_count(), dx);
+  through_float(ctx, dy, shape.y_count(), w, shape.w_count(), dx, shape.x_count(), GradientMode::overwrite,
+                [&](const float* dy32, const float* w32, float* dx32) {
+                  conv_backward_data<float>(ctx, shape, dy32, w32, dx32);
+                });
 }
 
 // An accumulated gradient is rounded, then added to dw and rounded again: the
@@ -249,16 +248,12 @@ template <class Half>
 requires is_two_byte_float<Half>
 void conv_backward_filter(Context& ctx, const ConvShape& shape, const Half* x, const Half* dy, Half* dw,
                           GradientMode mode) {
-  const std::vector<float> x32 = widened(ctx, x, shape.x_count()), dy32 = widened(ctx, dy, shape.y_count());
-  std::vector<float> dw32(static_cast<std::size_t>(shape.w_count()));
-  conv_backward_filter<float>(ctx, shape, x32.data(), dy32.data(), dw32.data(), GradientMode::overwrite);
-  if (mode == GradientMode::overwrite) {
-    round_to(ctx, dw32.data(), shape.w_count(), dw);
-    return;
-  }
-  std::vector<Half> fresh(dw32.size());
-  round_to(ctx, dw32.data(), shape.w_count(), fresh.data());
-  add(ctx, shape.w_count(), dw, fresh.data(), dw);
+  std::vector<Half> fresh(mode == GradientMode::accumulate ? std::size_t(shape.w_count()) : 0);
+  through_float(ctx, x, shape.x_count(), dy, shape.y_count(), fresh.empty() ? dw : fresh.data(), shape.w_count(),
+                GradientMode::overwrite, [&](const float* x32, const float* dy32, float* dw32) {
+                  conv_backward_filter<float>(ctx, shape, x32, dy32, dw32, GradientMode::overwrite);
+                });
+  if (!fresh.empty()) add(ctx, shape.w_count(), dw, fresh.data(), dw);
 }
 
 }  // namespace cumtl::cpu

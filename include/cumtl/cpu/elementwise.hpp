@@ -9,6 +9,7 @@
 
 #include "cumtl/core/context.hpp"
 #include "cumtl/core/dtype.hpp"
+#include "cumtl/core/modes.hpp"
 #include "cumtl/kernels/elementwise.cuh"
 
 namespace cumtl::cpu {
@@ -90,6 +91,20 @@ void round_to(Context& ctx, const float* x, std::int64_t count, Half* y) {
   ctx.cpu_threads().run_ranges(count, elementwise_chunk, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t i = begin; i < end; ++i) y[i] = Half(x[i]);
   });
+}
+
+// The 2-byte twin of an operation with two inputs and one output, through its
+// float twin: a and b widened, float_twin(a32, b32, out32) (fp32
+// accumulation), out rounded once. With GradientMode::accumulate, out32 starts
+// as the old output widened, and the float twin adds to it before the rounding.
+template <class Half, class FloatTwin>
+void through_float(Context& ctx, const Half* a, std::int64_t a_count, const Half* b, std::int64_t b_count, Half* out,
+                   std::int64_t out_count, GradientMode mode, FloatTwin&& float_twin) {
+  const std::vector<float> a32 = widened(ctx, a, a_count), b32 = widened(ctx, b, b_count);
+  std::vector<float> out32 = mode == GradientMode::accumulate ? widened(ctx, out, out_count)
+                                                              : std::vector<float>(static_cast<std::size_t>(out_count));
+  float_twin(a32.data(), b32.data(), out32.data());
+  round_to(ctx, out32.data(), out_count, out);
 }
 
 }  // namespace cumtl::cpu

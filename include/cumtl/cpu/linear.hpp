@@ -8,7 +8,6 @@
 // bias is added in float and rounded; its gradient summed in float and rounded.
 
 #include <cstdint>
-#include <vector>
 
 #include "cumtl/core/context.hpp"
 #include "cumtl/core/modes.hpp"
@@ -62,31 +61,30 @@ template <class Half>
 requires is_two_byte_float<Half>
 void linear_forward(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const Half* x, const Half* weight,
                     Half* y) {
-  const std::vector<float> x32 = widened(ctx, x, n * in), weight32 = widened(ctx, weight, out * in);
-  std::vector<float> y32(static_cast<std::size_t>(n * out));
-  linear_forward<float>(ctx, n, in, out, x32.data(), weight32.data(), y32.data());
-  round_to(ctx, y32.data(), n * out, y);
+  through_float(ctx, x, n * in, weight, out * in, y, n * out, GradientMode::overwrite,
+                [&](const float* x32, const float* weight32, float* y32) {
+                  linear_forward<float>(ctx, n, in, out, x32, weight32, y32);
+                });
 }
 
 template <class Half>
 requires is_two_byte_float<Half>
 void linear_backward_data(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const Half* dy,
                           const Half* weight, Half* dx) {
-  const std::vector<float> dy32 = widened(ctx, dy, n * out), weight32 = widened(ctx, weight, out * in);
-  std::vector<float> dx32(static_cast<std::size_t>(n * in));
-  linear_backward_data<float>(ctx, n, in, out, dy32.data(), weight32.data(), dx32.data());
-  round_to(ctx, dx32.data(), n * in, dx);
+  through_float(ctx, dy, n * out, weight, out * in, dx, n * in, GradientMode::overwrite,
+                [&](const float* dy32, const float* weight32, float* dx32) {
+                  linear_backward_data<float>(ctx, n, in, out, dy32, weight32, dx32);
+                });
 }
 
 template <class Half>
 requires is_two_byte_float<Half>
 void linear_backward_weight(Context& ctx, std::int64_t n, std::int64_t in, std::int64_t out, const Half* dy,
                             const Half* x, Half* dweight, GradientMode mode) {
-  const std::vector<float> dy32 = widened(ctx, dy, n * out), x32 = widened(ctx, x, n * in);
-  std::vector<float> dweight32 =
-      mode == GradientMode::accumulate ? widened(ctx, dweight, out * in) : std::vector<float>(std::size_t(out * in));
-  linear_backward_weight<float>(ctx, n, in, out, dy32.data(), x32.data(), dweight32.data(), mode);
-  round_to(ctx, dweight32.data(), out * in, dweight);
+  through_float(ctx, dy, n * out, x, n * in, dweight, out * in, mode,
+                [&](const float* dy32, const float* x32, float* dweight32) {
+                  linear_backward_weight<float>(ctx, n, in, out, dy32, x32, dweight32, mode);
+                });
 }
 
 }  // namespace cumtl::cpu
