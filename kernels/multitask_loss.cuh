@@ -23,18 +23,23 @@
 //   3. finish: one block reduces the block sums in a fixed order and divides by
 //              the normalizers, writing each task's loss and the weighted total.
 // Bytes moved: 4NT read + 4NT written (the floor for any loss that writes a
-// gradient) plus twice the labels; pass 3 reads ⌈N/8⌉·H doubles. Nothing is
-// read back by the host: the loss stays on the device until it is asked for.
+// gradient; 2NT each for 2-byte logits) plus twice the labels; pass 3 reads
+// ⌈N/8⌉·H doubles. Nothing is read back by the host: the loss stays on the
+// device until it is asked for.
 //
 // Numerics. Log-sum-exp with the row maximum subtracted, and BCE in softplus
 // form (log σ(z) = -softplus(-z)), keep the loss and the gradient finite for
 // logits of any magnitude. No floating-point atomics: the same inputs give
-// bit-identical outputs run after run.
+// bit-identical outputs run after run. Logits and their gradient may be bf16
+// or f16 (T); the loss then computes in float (C = compute_t<T>) on the
+// widened logits, rounds each gradient element once, and its positive weights
+// and losses are float. For float and double, C is T.
 
 #include <cmath>
 #include <cstdint>
 
 #include "cumtl/core/config.hpp"
+#include "cumtl/core/half.hpp"
 
 namespace cumtl::kernels {
 
@@ -70,12 +75,13 @@ struct LossHeadTable {
 
 // Where the kernels put their results. counts holds two integers per head
 // (LossCounts), first_bad_row the lowest row with an invalid label (all ones
-// when none), losses the H task losses and then the weighted total.
-template <class T>
+// when none), losses the H task losses and then the weighted total, in the
+// compute type C.
+template <class C>
 struct LossOutputs {
   std::int32_t* counts;
   unsigned long long* first_bad_row;
-  T* losses;
+  C* losses;
 };
 
 inline constexpr unsigned long long no_bad_row = ~0ull;
@@ -205,8 +211,9 @@ template <class T>
 __global__ void __launch_bounds__(32 * loss_warps_per_block)
     multitask_loss_kernel(LossHeadTable table, std::int64_t rows, const T* __restrict__ logits,
                           const std::int32_t* __restrict__ classes, const std::int8_t* __restrict__ binary,
-                          const T* __restrict__ positive_weights, T* __restrict__ gradient,
+                          const compute_t<T>* __restrict__ positive_weights, T* __restrict__ gradient,
                           const std::int32_t* __restrict__ counts, double* __restrict__ block_sums) {
+  using C = compute_t<T>;
   __shared__ double warp_losses[loss_warps_per_block][max_loss_heads];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const std::int64_t row = std::int64_t(blockIdx.x) * loss_warps_per_block + warp;
@@ -214,47 +221,47 @@ __global__ void __launch_bounds__(32 * loss_warps_per_block)
 
   for (int h = 0; h < table.count; ++h) {
     const LossHeadTable::Head& head = table.head[h];
-    const T scale = T(loss_gradient_scale(table, h, counts, rows));
-    T row_loss = 0;
+    const C scale = C(loss_gradient_scale(table, h, counts, rows));
+    C row_loss = 0;
     if (active) {
       const T* z = logits + row * table.logit_columns + head.logit_offset;
       T* dz = gradient == nullptr ? nullptr : gradient + row * table.logit_columns + head.logit_offset;
       if (head.kind == LossHeadKind::softmax) {
         const std::int32_t label = classes[row * table.class_columns + head.label_column];
         if (label >= 0 && label < head.outputs) {
-          T maximum = -INFINITY, logit_sum = 0;
+          C maximum = -INFINITY, logit_sum = 0;
           for (int c = lane; c < head.outputs; c += 32) {
-            maximum = fmax(maximum, z[c]);
-            logit_sum += z[c];
+            maximum = fmax(maximum, C(z[c]));
+            logit_sum += C(z[c]);
           }
           maximum = warp_max(maximum);
-          T exp_sum = 0;
-          for (int c = lane; c < head.outputs; c += 32) exp_sum += std::exp(z[c] - maximum);
-          const T log_sum_exp = maximum + std::log(warp_sum(exp_sum));
-          const T smoothing = T(head.smoothing);
-          const T uniform_target = smoothing / T(head.outputs);
-          row_loss = log_sum_exp - (T(1) - smoothing) * z[label] - uniform_target * warp_sum(logit_sum);
+          C exp_sum = 0;
+          for (int c = lane; c < head.outputs; c += 32) exp_sum += std::exp(C(z[c]) - maximum);
+          const C log_sum_exp = maximum + std::log(warp_sum(exp_sum));
+          const C smoothing = C(head.smoothing);
+          const C uniform_target = smoothing / C(head.outputs);
+          row_loss = log_sum_exp - (C(1) - smoothing) * C(z[label]) - uniform_target * warp_sum(logit_sum);
           if (dz != nullptr)
             for (int c = lane; c < head.outputs; c += 32) {
-              const T target = (c == label ? T(1) - smoothing : T(0)) + uniform_target;
-              dz[c] = scale * (std::exp(z[c] - log_sum_exp) - target);
+              const C target = (c == label ? C(1) - smoothing : C(0)) + uniform_target;
+              dz[c] = T(scale * (std::exp(C(z[c]) - log_sum_exp) - target));
             }
         } else if (dz != nullptr) {
-          for (int c = lane; c < head.outputs; c += 32) dz[c] = T(0);
+          for (int c = lane; c < head.outputs; c += 32) dz[c] = T(C(0));
         }
       } else {
         const std::int8_t* labels = binary + row * table.binary_columns + head.label_column;
-        T lane_loss = 0;
+        C lane_loss = 0;
         for (int k = lane; k < head.outputs; k += 32) {
           const std::int8_t label = labels[k];
           const bool present = label >= 0 && label <= 1;
-          T loss = 0, d = 0;
+          C loss = 0, d = 0;
           if (present || (label == -1 && table.missing_as_negative)) {
-            const T weight = positive_weights == nullptr ? T(1) : positive_weights[head.label_column + k];
-            binary_cross_entropy(z[k], label == 1 ? 1 : 0, weight, loss, d);
+            const C weight = positive_weights == nullptr ? C(1) : positive_weights[head.label_column + k];
+            binary_cross_entropy(C(z[k]), label == 1 ? 1 : 0, weight, loss, d);
           }
           lane_loss += loss;
-          if (dz != nullptr) dz[k] = scale * d;
+          if (dz != nullptr) dz[k] = T(scale * d);
         }
         row_loss = warp_sum(lane_loss);
       }
@@ -271,9 +278,9 @@ __global__ void __launch_bounds__(32 * loss_warps_per_block)
 }
 
 // Pass 3: one block. losses[h] = Σ_blocks block_sums / normalizer_h, losses[H] = Σ_h λ_h losses[h].
-template <class T>
+template <class C>
 __global__ void finish_multitask_loss_kernel(LossHeadTable table, std::int64_t rows, std::int64_t blocks,
-                                             const std::int32_t* counts, const double* block_sums, T* losses) {
+                                             const std::int32_t* counts, const double* block_sums, C* losses) {
   constexpr int threads = loss_finish_threads;
   __shared__ double partial[threads];
   __shared__ double task_loss[max_loss_heads];
@@ -289,14 +296,14 @@ __global__ void finish_multitask_loss_kernel(LossHeadTable table, std::int64_t r
     if (threadIdx.x == 0) {
       const double normalizer = loss_normalizer(table, h, counts, rows);
       task_loss[h] = normalizer > 0 ? partial[0] / normalizer : 0.0;
-      losses[h] = T(task_loss[h]);
+      losses[h] = C(task_loss[h]);
     }
     __syncthreads();
   }
   if (threadIdx.x == 0) {
     double total = 0;
     for (int h = 0; h < table.count; ++h) total += table.head[h].weight * task_loss[h];
-    losses[table.count] = T(total);
+    losses[table.count] = C(total);
   }
 }
 #endif

@@ -118,6 +118,11 @@ class ActivationTypeOperations : public Interface {
     cuda::batchnorm_backward<T>(ctx, rows, channels, dy, x, y, gamma, saved_mean, saved_invstd, activation, dx,
                                 dresidual, dgamma, dbeta, mode);
   }
+  void multitask_loss(Context& ctx, const kernels::LossHeadTable& table, std::int64_t rows, const T* logits,
+                      const std::int32_t* classes, const std::int8_t* binary, const compute_t<T>* positive_weights,
+                      T* gradient, const kernels::LossOutputs<compute_t<T>>& outputs) override {
+    cuda::multitask_loss<T>(ctx, table, rows, logits, classes, binary, positive_weights, gradient, outputs);
+  }
 };
 
 template <class Half>
@@ -147,11 +152,6 @@ class Operations final : public ActivationTypeOperations<T, detail::CudaOperatio
   void normal(Context& ctx, T* out, std::int64_t count, std::uint64_t seed, std::uint64_t offset, T mean,
               T stddev) override {
     cuda::normal<T>(ctx, out, count, seed, offset, mean, stddev);
-  }
-  void multitask_loss(Context& ctx, const kernels::LossHeadTable& table, std::int64_t rows, const T* logits,
-                      const std::int32_t* classes, const std::int8_t* binary, const T* positive_weights, T* gradient,
-                      const kernels::LossOutputs<T>& outputs) override {
-    cuda::multitask_loss<T>(ctx, table, rows, logits, classes, binary, positive_weights, gradient, outputs);
   }
   void sgd_update(Context& ctx, std::int64_t count, T* values, const T* gradients, T* buffer, const T* mask,
                   const SgdStep& step) override {

@@ -330,6 +330,35 @@ TEST_SUITE("loss") {
     CHECK_ERROR_WITH(loss.read(ctx, readback), "holds no result");
   }
 
+  // bf16 or f16 logits: the loss computes in float32 on the widened logits, so
+  // its losses are those of the float32 loss on the same values, bit for bit,
+  // and each gradient element is the float32 gradient rounded once.
+  TEST_CASE_TEMPLATE("loss: 2-byte logits give the float32 loss of their values and its gradient rounded once", Half,
+                     cumtl::bfloat16_t, cumtl::float16_t) {
+    Context ctx;
+    for (LossNormalization normalization :
+         {LossNormalization::per_label, LossNormalization::per_sample, LossNormalization::per_batch}) {
+      CAPTURE(int(normalization));
+      MultiTaskLoss narrow_loss(cumtl_test::flagship_heads(), {normalization});
+      MultiTaskLoss wide_loss(cumtl_test::flagship_heads(), {normalization});
+      const cumtl_test::Batch batch = cumtl_test::random_batch<float>(wide_loss, 300, 17);
+      const Tensor narrow = cumtl_test::narrowed<Half>(batch.logits);
+      const Tensor wide = cumtl_test::widened(narrow);
+      Tensor narrow_gradient = Tensor::empty(narrow.shape(), cumtl::scalar_type_v<Half>);
+      Tensor wide_gradient = Tensor::empty(wide.shape(), ScalarType::f32);
+      narrow_loss.compute(ctx, LossMode::train, narrow, batch.labels, narrow_gradient);
+      wide_loss.compute(ctx, LossMode::train, wide, batch.labels, wide_gradient);
+      CHECK(narrow_loss.losses().dtype() == ScalarType::f32);
+      const cumtl::LossReport report = narrow_loss.read(ctx), expected = wide_loss.read(ctx);
+      CHECK(report.task_losses == expected.task_losses);
+      CHECK(report.total == expected.total);
+      CHECK(report.labels == expected.labels);
+      CHECK(report.samples == expected.samples);
+      CHECK(narrow_gradient.to_vector<Half>() == cumtl_test::rounded<Half>(wide_gradient));
+      CHECK(cumtl_test::any_rounded<Half>(wide_gradient));
+    }
+  }
+
   TEST_CASE("loss: contract violations are named") {
     CHECK_ERROR_WITH(MultiTaskLoss({}), "no heads");
     CHECK_ERROR_WITH(MultiTaskLoss({{.name = "x", .kind = HeadKind::softmax, .outputs = 1}}), "head 'x'",

@@ -2,6 +2,7 @@
 // invalid labels found on the device. Needs a GPU.
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "../support/loss_batches.hpp"
@@ -66,6 +67,38 @@ TEST_SUITE("loss") {
           gpu_gradient_checked_against_cpu(loss, cumtl_test::random_batch<float>(loss, rows, std::uint64_t(rows)));
         }
       }
+    }
+  }
+
+  // 2-byte logits on both devices: the same float32 losses up to the libraries'
+  // exp and log (1e-6), and gradients within one rounding of the 2-byte type
+  // at their scale (an exp one float ulp apart can round the other way).
+  TEST_CASE_TEMPLATE("loss: bf16 and f16 logits on the GPU match the CPU twin", Half, cumtl::bfloat16_t,
+                     cumtl::float16_t) {
+    Context cpu;
+    Context gpu(Device::cuda(0));
+    const ScalarType half = cumtl::scalar_type_v<Half>;
+    const double one_rounding = std::is_same_v<Half, cumtl::bfloat16_t> ? 0x1p-8 : 0x1p-11;
+    for (std::int64_t rows : {1, 7, 1000, 65536}) {
+      CAPTURE(rows);
+      MultiTaskLoss cpu_loss(cumtl_test::flagship_heads()), gpu_loss(cumtl_test::flagship_heads());
+      const cumtl_test::Batch batch = cumtl_test::random_batch<float>(cpu_loss, rows, std::uint64_t(rows) + 3);
+      const Tensor logits = cumtl_test::narrowed<Half>(batch.logits);
+      Tensor gradient = Tensor::empty(logits.shape(), half);
+      cpu_loss.compute(cpu, LossMode::train, logits, batch.labels, gradient);
+      const cumtl::LossReport expected = cpu_loss.read(cpu);
+
+      const Tensor gpu_logits = logits.to(gpu, gpu.device());
+      const MultiTaskLabels gpu_labels{batch.labels.classes.to(gpu, gpu.device()),
+                                       batch.labels.binary.to(gpu, gpu.device())};
+      Tensor gpu_gradient = Tensor::empty(gpu, logits.shape(), half);
+      gpu_loss.compute(gpu, LossMode::train, gpu_logits, gpu_labels, gpu_gradient);
+      const cumtl::LossReport report = gpu_loss.read(gpu);
+      CHECK(report.labels == expected.labels);
+      CHECK(report.samples == expected.samples);
+      CHECK(cumtl_test::max_relative_error(report.task_losses, expected.task_losses, 1e-6) < 1e-6);
+      CHECK(cumtl_test::error_over_scale(gpu_gradient.to_vector<Half>(gpu), gradient.to_vector<Half>()) <=
+            one_rounding);
     }
   }
 

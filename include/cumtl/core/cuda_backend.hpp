@@ -91,6 +91,11 @@ class CudaActivationTypeOperations {
                                   const T* y, const compute_t<T>* gamma, const compute_t<T>* saved_mean,
                                   const compute_t<T>* saved_invstd, Activation activation, T* dx, T* dresidual,
                                   compute_t<T>* dgamma, compute_t<T>* dbeta, GradientMode mode) = 0;
+  // the multi-task loss: positive weights and losses of compute_t<T>
+  virtual void multitask_loss(Context& ctx, const kernels::LossHeadTable& table, std::int64_t rows, const T* logits,
+                              const std::int32_t* classes, const std::int8_t* binary,
+                              const compute_t<T>* positive_weights, T* gradient,
+                              const kernels::LossOutputs<compute_t<T>>& outputs) = 0;
 };
 
 // Those and the rest, for float and double.
@@ -109,10 +114,6 @@ class CudaOperations : public CudaActivationTypeOperations<T> {
                        T high) = 0;
   virtual void normal(Context& ctx, T* out, std::int64_t count, std::uint64_t seed, std::uint64_t offset, T mean,
                       T stddev) = 0;
-  // the multi-task loss
-  virtual void multitask_loss(Context& ctx, const kernels::LossHeadTable& table, std::int64_t rows, const T* logits,
-                              const std::int32_t* classes, const std::int8_t* binary, const T* positive_weights,
-                              T* gradient, const kernels::LossOutputs<T>& outputs) = 0;
   // optimizers
   virtual void sgd_update(Context& ctx, std::int64_t count, T* values, const T* gradients, T* buffer, const T* mask,
                           const SgdStep& step) = 0;

@@ -1,7 +1,9 @@
 #pragma once
 // CPU twin of the fused multi-task masked loss (kernels/multitask_loss.cuh):
 // the same three passes, sequentially, with the same per-element math; task
-// sums are accumulated in double. Same signature as cuda::multitask_loss.
+// sums are accumulated in double. Same signature as cuda::multitask_loss;
+// 2-byte logits are widened, the math is done in compute_t<T>, and each
+// gradient element is rounded once, as on the GPU.
 
 #include <algorithm>
 #include <cstdint>
@@ -14,8 +16,9 @@ namespace cumtl::cpu {
 
 template <class T>
 void multitask_loss(Context&, const kernels::LossHeadTable& table, std::int64_t rows, const T* logits,
-                    const std::int32_t* classes, const std::int8_t* binary, const T* positive_weights, T* gradient,
-                    const kernels::LossOutputs<T>& outputs) {
+                    const std::int32_t* classes, const std::int8_t* binary, const compute_t<T>* positive_weights,
+                    T* gradient, const kernels::LossOutputs<compute_t<T>>& outputs) {
+  using C = compute_t<T>;
   using kernels::LossCounts;
   using kernels::LossHeadKind;
 
@@ -51,42 +54,43 @@ void multitask_loss(Context&, const kernels::LossHeadTable& table, std::int64_t 
   for (std::int64_t row = 0; row < rows; ++row) {
     for (int h = 0; h < table.count; ++h) {
       const kernels::LossHeadTable::Head& head = table.head[h];
-      const T scale = T(kernels::loss_gradient_scale(table, h, outputs.counts, rows));
+      const C scale = C(kernels::loss_gradient_scale(table, h, outputs.counts, rows));
       const T* z = logits + row * table.logit_columns + head.logit_offset;
       T* dz = gradient == nullptr ? nullptr : gradient + row * table.logit_columns + head.logit_offset;
-      T row_loss = 0;
+      C row_loss = 0;
       if (head.kind == LossHeadKind::softmax) {
         const std::int32_t label = classes[row * table.class_columns + head.label_column];
         if (label >= 0 && label < head.outputs) {
-          const T maximum = *std::max_element(z, z + head.outputs);
-          T exp_sum = 0, logit_sum = 0;
+          C maximum = C(z[0]);
+          for (int c = 1; c < head.outputs; ++c) maximum = std::max(maximum, C(z[c]));
+          C exp_sum = 0, logit_sum = 0;
           for (int c = 0; c < head.outputs; ++c) {
-            exp_sum += std::exp(z[c] - maximum);
-            logit_sum += z[c];
+            exp_sum += std::exp(C(z[c]) - maximum);
+            logit_sum += C(z[c]);
           }
-          const T log_sum_exp = maximum + std::log(exp_sum);
-          const T smoothing = T(head.smoothing);
-          const T uniform_target = smoothing / T(head.outputs);
-          row_loss = log_sum_exp - (T(1) - smoothing) * z[label] - uniform_target * logit_sum;
+          const C log_sum_exp = maximum + std::log(exp_sum);
+          const C smoothing = C(head.smoothing);
+          const C uniform_target = smoothing / C(head.outputs);
+          row_loss = log_sum_exp - (C(1) - smoothing) * C(z[label]) - uniform_target * logit_sum;
           if (dz != nullptr)
             for (int c = 0; c < head.outputs; ++c) {
-              const T target = (c == label ? T(1) - smoothing : T(0)) + uniform_target;
-              dz[c] = scale * (std::exp(z[c] - log_sum_exp) - target);
+              const C target = (c == label ? C(1) - smoothing : C(0)) + uniform_target;
+              dz[c] = T(scale * (std::exp(C(z[c]) - log_sum_exp) - target));
             }
         } else if (dz != nullptr) {
-          std::fill_n(dz, head.outputs, T(0));
+          std::fill_n(dz, head.outputs, T(C(0)));
         }
       } else {
         const std::int8_t* labels = binary + row * table.binary_columns + head.label_column;
         for (int k = 0; k < head.outputs; ++k) {
           const std::int8_t label = labels[k];
-          T loss = 0, d = 0;
+          C loss = 0, d = 0;
           if ((label >= 0 && label <= 1) || (label == -1 && table.missing_as_negative)) {
-            const T weight = positive_weights == nullptr ? T(1) : positive_weights[head.label_column + k];
-            kernels::binary_cross_entropy(z[k], label == 1 ? 1 : 0, weight, loss, d);
+            const C weight = positive_weights == nullptr ? C(1) : positive_weights[head.label_column + k];
+            kernels::binary_cross_entropy(C(z[k]), label == 1 ? 1 : 0, weight, loss, d);
           }
           row_loss += loss;
-          if (dz != nullptr) dz[k] = scale * d;
+          if (dz != nullptr) dz[k] = T(scale * d);
         }
       }
       sums[std::size_t(h)] += double(row_loss);
@@ -98,10 +102,10 @@ void multitask_loss(Context&, const kernels::LossHeadTable& table, std::int64_t 
   for (int h = 0; h < table.count; ++h) {
     const double normalizer = kernels::loss_normalizer(table, h, outputs.counts, rows);
     const double task_loss = normalizer > 0 ? sums[std::size_t(h)] / normalizer : 0.0;
-    outputs.losses[h] = T(task_loss);
+    outputs.losses[h] = C(task_loss);
     total += table.head[h].weight * task_loss;
   }
-  outputs.losses[table.count] = T(total);
+  outputs.losses[table.count] = C(total);
 }
 
 }  // namespace cumtl::cpu

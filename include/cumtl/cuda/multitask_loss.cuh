@@ -10,8 +10,8 @@ namespace cumtl::cuda {
 
 template <class T>
 void multitask_loss(Context& ctx, const kernels::LossHeadTable& table, std::int64_t rows, const T* logits,
-                    const std::int32_t* classes, const std::int8_t* binary, const T* positive_weights, T* gradient,
-                    const kernels::LossOutputs<T>& outputs) {
+                    const std::int32_t* classes, const std::int8_t* binary, const compute_t<T>* positive_weights,
+                    T* gradient, const kernels::LossOutputs<compute_t<T>>& outputs) {
   const ProfileRange range("cumtl::multitask_loss");
   const detail::DeviceGuard guard(ctx.device().index());
   CUMTL_CHECK_CUDA(cudaMemsetAsync(outputs.counts, 0, sizeof(std::int32_t) * 2 * table.count, ctx.stream()));
@@ -31,7 +31,7 @@ void multitask_loss(Context& ctx, const kernels::LossHeadTable& table, std::int6
         table, rows, logits, classes, binary, positive_weights, gradient, outputs.counts, block_sums);
     CUMTL_CHECK_LAUNCH(ctx, "multitask_loss_kernel");
   }
-  kernels::finish_multitask_loss_kernel<T><<<1, kernels::loss_finish_threads, 0, ctx.stream()>>>(
+  kernels::finish_multitask_loss_kernel<compute_t<T>><<<1, kernels::loss_finish_threads, 0, ctx.stream()>>>(
       table, rows, rows > 0 ? loss_blocks : 0, outputs.counts, block_sums, outputs.losses);
   CUMTL_CHECK_LAUNCH(ctx, "finish_multitask_loss_kernel");
 }

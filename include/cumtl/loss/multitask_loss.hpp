@@ -83,15 +83,13 @@ class MultiTaskLoss;
 class LossReadback {
  public:
   // A result was enqueued and not taken yet.
-  bool pending() const noexcept {
-    return pending_;
-  }
+  bool pending() const noexcept { return pending_; }
 
  private:
   friend class MultiTaskLoss;
 
   Device device_;
-  Tensor losses_, counts_, bad_row_;            // host twins of the loss's device buffers
+  Tensor losses_, counts_, bad_row_;           // host twins of the loss's device buffers
   std::unique_ptr<detail::CudaEvent> landed_;  // on a GPU: happens once the copies have landed
   MultiTaskLabels labels_;
   bool pending_ = false;
@@ -152,26 +150,31 @@ class MultiTaskLoss {
 
   // The losses and, with LossMode::train, dL/dlogits into `gradient` (same
   // shape and type as logits; untouched and may be undefined with evaluate).
+  // Logits of bf16 or f16 are widened and the loss is computed in float32,
+  // each gradient element rounded once, as the heads of a mixed-precision
+  // model that computed in the activation type would hand them over.
   // Enqueued on ctx's stream without waiting: losses() holds the result on the
   // device, read() brings it to the host (read_async() without waiting). On
   // the CPU an invalid label throws here; on a GPU it is detected by the
   // kernel and thrown by the read of the result.
   void compute(Context& ctx, LossMode mode, const Tensor& logits, const MultiTaskLabels& labels, Tensor& gradient) {
     validate_batch(ctx, mode, logits, labels, gradient);
-    bind_buffers(ctx, logits.dtype());
+    bind_buffers(ctx, compute_type_of(logits.dtype()));
     last_labels_ = labels;
     const std::int64_t rows = logits.shape()[0];
-    dispatch_floating(logits.dtype(), "MultiTaskLoss", [&]<class T>() {
-      const kernels::LossOutputs<T> outputs{counts_.data<std::int32_t>(), bad_row(), losses_.data<T>()};
+    dispatch_activation_type(logits.dtype(), "MultiTaskLoss", [&]<class T>() {
+      using C = compute_t<T>;
+      const kernels::LossOutputs<C> outputs{counts_.data<std::int32_t>(), bad_row(), losses_.data<C>()};
       T* gradient_data = mode == LossMode::train ? gradient.data<T>() : nullptr;
-      const T* weights = table_.binary_columns > 0 ? positive_weights_on_device_.data<T>() : nullptr;
+      const C* weights = table_.binary_columns > 0 ? positive_weights_on_device_.data<C>() : nullptr;
       CUMTL_DISPATCH(ctx, T, multitask_loss, ctx, table_, rows, logits.data<T>(), labels.classes.data<std::int32_t>(),
                      labels.binary.data<std::int8_t>(), weights, gradient_data, outputs);
     });
     if (ctx.device().is_cpu()) throw_if_invalid_labels(ctx, labels, *bad_row());
   }
 
-  // [H + 1] on the device of the last compute: each task's loss, then the weighted total.
+  // [H + 1] on the device of the last compute: each task's loss, then the
+  // weighted total; float32 for bf16 or f16 logits, else of the logits' type.
   const Tensor& losses() const noexcept { return losses_; }
 
   // The last compute's result on the host; waits for ctx. Throws a
@@ -273,7 +276,7 @@ class MultiTaskLoss {
   }
 
   // Output buffers live on the device of the last compute, allocated once per
-  // device and type so a training step does not allocate.
+  // device and compute type so a training step does not allocate.
   void bind_buffers(Context& ctx, ScalarType dtype) {
     if (losses_.defined() && losses_.device() == ctx.device() && losses_.dtype() == dtype) return;
     losses_ = Tensor::empty(ctx, Shape{table_.count + 1}, dtype);
@@ -298,8 +301,7 @@ class MultiTaskLoss {
     readback.losses_ = host_twin(losses_);
     readback.counts_ = host_twin(counts_);
     readback.bad_row_ = host_twin(bad_row_);
-    readback.landed_ =
-        ctx.device().is_cuda() ? std::make_unique<detail::CudaEvent>(ctx.device().index()) : nullptr;
+    readback.landed_ = ctx.device().is_cuda() ? std::make_unique<detail::CudaEvent>(ctx.device().index()) : nullptr;
     readback.device_ = ctx.device();
   }
 
@@ -321,9 +323,7 @@ class MultiTaskLoss {
     return report;
   }
 
-  unsigned long long* bad_row() {
-    return reinterpret_cast<unsigned long long*>(bad_row_.data<std::int64_t>());
-  }
+  unsigned long long* bad_row() { return reinterpret_cast<unsigned long long*>(bad_row_.data<std::int64_t>()); }
 
   void throw_if_invalid_labels(Context& ctx, const MultiTaskLabels& labels, unsigned long long first_bad_row) const {
     if (first_bad_row == kernels::no_bad_row) return;
