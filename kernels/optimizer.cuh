@@ -12,11 +12,17 @@
 // writes value, buffer: 6; AdamW reads value, gradient, m, v, mask and writes
 // value, m, v: 8. Purely bandwidth-bound; the per-step scalars (bias
 // corrections, lr·wd) are computed once on the host in double.
+//
+// Mixed precision. Given a working copy (bf16 or f16), the same pass also
+// writes each updated value rounded to it: 2 more bytes per element, instead
+// of a separate conversion that would read the float32 values again.
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "cumtl/core/config.hpp"
+#include "cumtl/core/dtype.hpp"
 #include "cumtl/kernels/grid.cuh"
 
 namespace cumtl {
@@ -94,28 +100,49 @@ CUMTL_HOST_DEVICE void adamw_element(T& value, T gradient, T& m, T& v, T mask, c
   value -= c.step_size * m / denominator;
 }
 
+// Calls fn(copy) with the working copy `working` typed as the 2-byte type
+// `type` names, or with a null void* when there is none (working is null).
+template <class Fn>
+void with_working_copy(ScalarType type, std::uint16_t* working, Fn&& fn) {
+  if (working == nullptr)
+    fn(static_cast<void*>(nullptr));
+  else if (type == ScalarType::bf16)
+    fn(reinterpret_cast<bfloat16_t*>(working));
+  else
+    fn(reinterpret_cast<float16_t*>(working));
+}
+
+// working[i] = value rounded once to the working type; nothing without a working copy.
+template <class Working, class T>
+CUMTL_HOST_DEVICE inline void store_working(Working* working, std::int64_t i, T value) {
+  if constexpr (!std::is_void_v<Working>) working[i] = Working(float(value));
+}
+
 #if defined(__CUDACC__)
-template <class T>
+template <class T, class Working>
 __global__ void sgd_update_kernel(std::int64_t count, T* __restrict__ values, const T* __restrict__ gradients,
-                                  T* __restrict__ buffer, const T* __restrict__ mask, SgdCoefficients<T> c) {
+                                  T* __restrict__ buffer, const T* __restrict__ mask, SgdCoefficients<T> c,
+                                  Working* __restrict__ working) {
   CUMTL_GRID_STRIDE_LOOP(i, count) {
     T value = values[i], momentum = buffer[i];
     sgd_element(value, gradients[i], momentum, mask[i], c);
     values[i] = value;
     buffer[i] = momentum;
+    store_working(working, i, value);
   }
 }
 
-template <class T>
+template <class T, class Working>
 __global__ void adamw_update_kernel(std::int64_t count, T* __restrict__ values, const T* __restrict__ gradients,
                                     T* __restrict__ m, T* __restrict__ v, const T* __restrict__ mask,
-                                    AdamWCoefficients<T> c) {
+                                    AdamWCoefficients<T> c, Working* __restrict__ working) {
   CUMTL_GRID_STRIDE_LOOP(i, count) {
     T value = values[i], first = m[i], second = v[i];
     adamw_element(value, gradients[i], first, second, mask[i], c);
     values[i] = value;
     m[i] = first;
     v[i] = second;
+    store_working(working, i, value);
   }
 }
 #endif

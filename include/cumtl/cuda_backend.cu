@@ -154,12 +154,12 @@ class Operations final : public ActivationTypeOperations<T, detail::CudaOperatio
     cuda::normal<T>(ctx, out, count, seed, offset, mean, stddev);
   }
   void sgd_update(Context& ctx, std::int64_t count, T* values, const T* gradients, T* buffer, const T* mask,
-                  const SgdStep& step) override {
-    cuda::sgd_update<T>(ctx, count, values, gradients, buffer, mask, step);
+                  const SgdStep& step, ScalarType working_type, std::uint16_t* working) override {
+    cuda::sgd_update<T>(ctx, count, values, gradients, buffer, mask, step, working_type, working);
   }
   void adamw_update(Context& ctx, std::int64_t count, T* values, const T* gradients, T* m, T* v, const T* mask,
-                    const AdamWStep& step) override {
-    cuda::adamw_update<T>(ctx, count, values, gradients, m, v, mask, step);
+                    const AdamWStep& step, ScalarType working_type, std::uint16_t* working) override {
+    cuda::adamw_update<T>(ctx, count, values, gradients, m, v, mask, step, working_type, working);
   }
 };
 

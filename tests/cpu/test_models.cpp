@@ -273,12 +273,31 @@ TEST_SUITE("models") {
     mixed.backward(ctx, dlogits, GradientMode::accumulate);
     CHECK(store.gradients().to_vector<float>() == twice);
 
-    // A write to the master values reaches the next forward pass.
+    // An optimizer step writes the working copy in the pass that updates the master values.
     const std::vector<float> before_step = mixed.forward(ctx, images, Phase::eval).to_vector<float>();
-    cumtl::ops::axpy(ctx, -0.5, store.gradients(), store.values());
-    const std::vector<float> after_step = mixed.forward(ctx, images, Phase::eval).to_vector<float>();
+    cumtl::optim::Sgd sgd(ctx, store, {.lr = 0.5});
+    sgd.step(ctx);
+    CHECK(store.working_current());
     CHECK(store.working_values().to_vector<Half>() == cumtl_test::rounded<Half>(store.values()));
+    const std::vector<float> after_step = mixed.forward(ctx, images, Phase::eval).to_vector<float>();
     CHECK(after_step != before_step);
+
+    // Any other write to the master values, once announced, reaches the next forward pass.
+    cumtl::ops::axpy(ctx, -0.5, store.gradients(), store.values());
+    store.values_written();
+    const std::vector<float> after_write = mixed.forward(ctx, images, Phase::eval).to_vector<float>();
+    CHECK(store.working_values().to_vector<Half>() == cumtl_test::rounded<Half>(store.values()));
+    CHECK(after_write != after_step);
+
+    // So do weights loaded from a file: the float32 model's, here.
+    const cumtl_test::TemporaryFolder folder;
+    cumtl::io::export_model_weights(ctx, wide.parameters(), folder.path / "weights.safetensors");
+    cumtl::io::import_model_weights(ctx, store, folder.path / "weights.safetensors");
+    CHECK(!store.working_current());
+    const std::vector<float> loaded = mixed.forward(ctx, images, Phase::eval).to_vector<float>();
+    CHECK(store.values().to_vector<float>() == wide.parameters().values().to_vector<float>());
+    CHECK(store.working_values().to_vector<Half>() == cumtl_test::rounded<Half>(store.values()));
+    CHECK(loaded != after_write);
   }
 
   TEST_CASE("resnet: a float64 model runs its trunk in float64 only") {

@@ -245,6 +245,77 @@ TEST_SUITE("optim") {
     CHECK(warm.lr(37) == warm.lr(37));
   }
 
+  // Mixed precision: given a working copy, an update writes the same values and
+  // state as without one, and the copy is those values rounded once.
+  TEST_CASE_TEMPLATE("optim: an update writes the working copy of its values in the same pass", Half, cumtl::bfloat16_t,
+                     cumtl::float16_t) {
+    Context ctx;
+    const Shape shape{1000};
+    Tensor mask = cumtl_test::random_tensor<float>(shape, 1, 0, 2);
+    std::vector<float> bits = mask.to_vector<float>();
+    for (float& m : bits) m = m >= 1 ? 1.0f : 0.0f;
+    mask = Tensor::from_vector(bits, shape);
+    const Tensor start = cumtl_test::random_tensor<float>(shape, 2);
+    Tensor sgd_values = cumtl_test::random_tensor<float>(shape, 2),
+           sgd_fused = cumtl_test::random_tensor<float>(shape, 2);
+    Tensor adam_values = cumtl_test::random_tensor<float>(shape, 2),
+           adam_fused = cumtl_test::random_tensor<float>(shape, 2);
+    Tensor buffer = Tensor::zeros(shape, ScalarType::f32), fused_buffer = Tensor::zeros(shape, ScalarType::f32);
+    Tensor m = Tensor::zeros(shape, ScalarType::f32), v = Tensor::zeros(shape, ScalarType::f32);
+    Tensor fused_m = Tensor::zeros(shape, ScalarType::f32), fused_v = Tensor::zeros(shape, ScalarType::f32);
+    Tensor sgd_working = Tensor::empty(shape, cumtl::scalar_type_v<Half>);
+    Tensor adam_working = Tensor::empty(shape, cumtl::scalar_type_v<Half>);
+    for (std::uint64_t step = 0; step < 3; ++step) {
+      const Tensor gradients = cumtl_test::random_tensor<float>(shape, 10 + step);
+      const cumtl::SgdStep sgd{.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-2, .first_step = step == 0};
+      cumtl::ops::sgd_update(ctx, sgd_values, gradients, buffer, mask, sgd);
+      cumtl::ops::sgd_update(ctx, sgd_fused, gradients, fused_buffer, mask, sgd, sgd_working);
+      const cumtl::AdamWStep adamw{.lr = 1e-2, .weight_decay = 5e-2, .step = step + 1};
+      cumtl::ops::adamw_update(ctx, adam_values, gradients, m, v, mask, adamw);
+      cumtl::ops::adamw_update(ctx, adam_fused, gradients, fused_m, fused_v, mask, adamw, adam_working);
+    }
+    CHECK(sgd_fused.to_vector<float>() == sgd_values.to_vector<float>());
+    CHECK(fused_buffer.to_vector<float>() == buffer.to_vector<float>());
+    CHECK(sgd_working.to_vector<Half>() == cumtl_test::rounded<Half>(sgd_values));
+    CHECK(cumtl_test::any_rounded<Half>(sgd_values));
+    CHECK(adam_fused.to_vector<float>() == adam_values.to_vector<float>());
+    CHECK(fused_m.to_vector<float>() == m.to_vector<float>());
+    CHECK(fused_v.to_vector<float>() == v.to_vector<float>());
+    CHECK(adam_working.to_vector<Half>() == cumtl_test::rounded<Half>(adam_values));
+    CHECK(cumtl_test::any_rounded<Half>(adam_values));
+
+    Tensor short_working = Tensor::empty(Shape{999}, cumtl::scalar_type_v<Half>);
+    CHECK_ERROR_WITH(cumtl::ops::sgd_update(ctx, sgd_values, start, buffer, mask, {.lr = 0.1}, short_working),
+                     "ops::sgd_update", "working copy is", "[999]");
+    Tensor float_working = Tensor::empty(shape, ScalarType::f32);
+    CHECK_ERROR_WITH(cumtl::ops::adamw_update(ctx, adam_values, start, m, v, mask, {.lr = 0.1}, float_working),
+                     "ops::adamw_update", "bfloat16 or float16 copy of float32 values");
+  }
+
+  // An optimizer over a mixed-precision store hands the model a working copy that is current.
+  TEST_CASE("optim: a step over a mixed-precision store writes its working copy") {
+    Context ctx;
+    ParameterStore store;
+    store.add_parameter("fc.weight", Shape{200}, true);
+    store.add_parameter("fc.bias", Shape{3}, false);
+    store.allocate(ctx, ScalarType::f32, ScalarType::bf16);
+    CHECK(!store.working_current());
+    cumtl::ops::copy(ctx, store.values(), cumtl_test::random_tensor<float>(Shape{203}, 4));
+    cumtl::ops::copy(ctx, store.gradients(), cumtl_test::random_tensor<float>(Shape{203}, 5));
+    cumtl::optim::AnyOptimizer adamw(ctx, store, cumtl::optim::AdamWOptions{.lr = 1e-2});
+    adamw.step(ctx);
+    CHECK(store.working_current());
+    CHECK(store.working_values().to_vector<cumtl::bfloat16_t>() ==
+          cumtl_test::rounded<cumtl::bfloat16_t>(store.values()));
+    store.values_written();
+    CHECK(!store.working_current());
+    cumtl::optim::Sgd sgd(ctx, store, {.lr = 0.5, .momentum = 0.9});
+    sgd.step(ctx);
+    CHECK(store.working_current());
+    CHECK(store.working_values().to_vector<cumtl::bfloat16_t>() ==
+          cumtl_test::rounded<cumtl::bfloat16_t>(store.values()));
+  }
+
   TEST_CASE("optim: bad input is rejected") {
     Context ctx;
     Tensor values = Tensor::zeros(Shape{4}, ScalarType::f32);

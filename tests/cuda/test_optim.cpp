@@ -1,5 +1,6 @@
 // The CUDA optimizer updates against their CPU twins. Needs a GPU.
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include <cumtl/optim/optimizer.hpp>
@@ -60,6 +61,45 @@ TEST_SUITE("optim") {
       CHECK(cumtl_test::error_over_scale(gpu_adam_values.to_vector<float>(gpu), adam_values.to_vector<float>()) < 1e-6);
       CHECK(cumtl_test::error_over_scale(gpu_m.to_vector<float>(gpu), m.to_vector<float>()) < 1e-6);
       CHECK(cumtl_test::error_over_scale(gpu_v.to_vector<float>(gpu), v.to_vector<float>()) < 1e-6);
+    }
+  }
+
+  // The working copy written by the update on the GPU is the GPU's updated values rounded once.
+  TEST_CASE_TEMPLATE("optim: cuda updates write the working copy as the cpu twin does", Half, cumtl::bfloat16_t,
+                     cumtl::float16_t) {
+    Context cpu;
+    Context gpu(Device::cuda(0));
+    const ScalarType half = cumtl::scalar_type_v<Half>;
+    for (const std::int64_t count : {std::int64_t(1), std::int64_t(257), std::int64_t(1000000)}) {
+      CAPTURE(count);
+      const Shape shape{count};
+      const Tensor mask = random_mask(count, 1);
+      Tensor values = cumtl_test::random_tensor<float>(shape, 2);
+      Tensor m = Tensor::zeros(shape, ScalarType::f32), v = Tensor::zeros(shape, ScalarType::f32);
+      Tensor working = Tensor::empty(shape, half);
+      Tensor gpu_values = values.to(gpu, gpu.device()), gpu_m = m.to(gpu, gpu.device()),
+             gpu_v = v.to(gpu, gpu.device());
+      Tensor gpu_working = Tensor::empty(gpu, shape, half);
+      Tensor sgd_values = values.to(gpu, gpu.device()), buffer = Tensor::zeros(gpu, shape, ScalarType::f32);
+      Tensor sgd_working = Tensor::empty(gpu, shape, half);
+      for (std::uint64_t step = 0; step < 3; ++step) {
+        const Tensor gradients = cumtl_test::random_tensor<float>(shape, 100 + step);
+        const Tensor gpu_gradients = gradients.to(gpu, gpu.device());
+        const cumtl::AdamWStep adamw{.lr = 1e-2, .weight_decay = 5e-2, .step = step + 1};
+        cumtl::ops::adamw_update(cpu, values, gradients, m, v, mask, adamw, working);
+        cumtl::ops::adamw_update(gpu, gpu_values, gpu_gradients, gpu_m, gpu_v, mask.to(gpu, gpu.device()), adamw,
+                                 gpu_working);
+        const cumtl::SgdStep sgd{.lr = 0.05, .momentum = 0.9, .first_step = step == 0};
+        cumtl::ops::sgd_update(gpu, sgd_values, gpu_gradients, buffer, mask.to(gpu, gpu.device()), sgd, sgd_working);
+      }
+      const Tensor gpu_values_here = gpu_values.to(gpu, Device::cpu());
+      const Tensor sgd_values_here = sgd_values.to(gpu, Device::cpu());
+      gpu.synchronize();
+      CHECK(gpu_working.to_vector<Half>(gpu) == cumtl_test::rounded<Half>(gpu_values_here));
+      CHECK(sgd_working.to_vector<Half>(gpu) == cumtl_test::rounded<Half>(sgd_values_here));
+      CHECK(cumtl_test::error_over_scale(gpu_values_here.to_vector<float>(), values.to_vector<float>()) < 1e-6);
+      CHECK(cumtl_test::error_over_scale(gpu_working.to_vector<Half>(gpu), working.to_vector<Half>()) <=
+            (std::is_same_v<Half, cumtl::bfloat16_t> ? 0x1p-8 : 0x1p-11));
     }
   }
 

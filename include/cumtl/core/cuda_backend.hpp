@@ -116,9 +116,9 @@ class CudaOperations : public CudaActivationTypeOperations<T> {
                       T stddev) = 0;
   // optimizers
   virtual void sgd_update(Context& ctx, std::int64_t count, T* values, const T* gradients, T* buffer, const T* mask,
-                          const SgdStep& step) = 0;
+                          const SgdStep& step, ScalarType working_type, std::uint16_t* working) = 0;
   virtual void adamw_update(Context& ctx, std::int64_t count, T* values, const T* gradients, T* m, T* v, const T* mask,
-                            const AdamWStep& step) = 0;
+                            const AdamWStep& step, ScalarType working_type, std::uint16_t* working) = 0;
 };
 
 class CudaBackend {

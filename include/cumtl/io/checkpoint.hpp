@@ -201,6 +201,7 @@ inline void import_model_weights(Context& ctx, ParameterStore& store, const std:
   std::size_t index = 0;
   for (const auto& parameter : store.parameters()) detail::copy_into(ctx, parameter->value, sources[index++]);
   for (const auto& buffer : store.buffers()) detail::copy_into(ctx, buffer->value, sources[index++]);
+  store.values_written();
   ctx.synchronize();
 }
 
@@ -309,6 +310,7 @@ inline void load_checkpoint(Context& ctx, const std::filesystem::path& file, Che
   detail::require_no_extra(contents, file, [&](const std::string& name) { return detail::has_name(expected, name); });
 
   for (const auto& [target, source] : copies) detail::copy_into(ctx, target, *source);
+  store.values_written();
   ctx.synchronize();
   into.progress = progress;
   into.configuration = configuration->second;

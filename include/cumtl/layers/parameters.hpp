@@ -12,10 +12,12 @@
 // buffers are of the master type (float32), and a fourth flat tensor holds
 // the working copy of the values in the activation type (bf16 or f16), which
 // the layers that compute in the activation type (the convolutions) read.
-// refresh_working() makes it the master values rounded; a model calls it
-// before each forward pass, so no write to the master values (an optimizer
-// step, loaded weights, a broadcast) leaves it stale. Without mixed precision
-// the working copy is the values themselves.
+// The optimizer's step writes it in the same pass as the update. Any other
+// write to the master values (initialization, loaded weights, a resumed
+// checkpoint, a broadcast from rank 0) calls values_written(), and a model's
+// next forward pass then rounds the values again (make_working_current()).
+// Code that writes the values itself must call values_written() too. Without
+// mixed precision the working copy is the values themselves.
 
 #include <memory>
 #include <optional>
@@ -104,7 +106,19 @@ class ParameterStore {
   void refresh_working(Context& ctx) {
     CUMTL_REQUIRE(allocated(), "ParameterStore::refresh_working before allocate");
     if (mixed()) ops::convert(ctx, values_, working_values_);
+    working_current_ = true;
   }
+
+  // refresh_working() if the master values were written since the working copy was last made.
+  void make_working_current(Context& ctx) {
+    if (!working_current_) refresh_working(ctx);
+  }
+
+  // The master values were written by something other than an optimizer step.
+  void values_written() noexcept { working_current_ = false; }
+  // An optimizer step wrote the master values and, in the same pass, the working copy.
+  void working_written() noexcept { working_current_ = true; }
+  bool working_current() const noexcept { return working_current_; }
 
   std::int64_t parameter_count() const {
     std::int64_t count = 0;
@@ -117,6 +131,7 @@ class ParameterStore {
   const Tensor& values() const { return values_; }
   Tensor& gradients() { return gradients_; }
   Tensor& buffer_values() { return buffer_values_; }
+  Tensor& working_values() { return working_values_; }
   const Tensor& working_values() const { return working_values_; }
 
   const std::vector<std::unique_ptr<Parameter>>& parameters() const noexcept { return parameters_; }
@@ -171,6 +186,7 @@ class ParameterStore {
   std::vector<std::unique_ptr<Parameter>> parameters_;
   std::vector<std::unique_ptr<Buffer>> buffers_;
   Tensor values_, gradients_, buffer_values_, working_values_;
+  bool working_current_ = false;
 };
 
 namespace detail {

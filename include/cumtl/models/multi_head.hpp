@@ -78,12 +78,13 @@ class MultiHeadModel {
     const double bound = 1.0 / std::sqrt(double(trunk_spec().feature_count()));
     ops::uniform(ctx, weight_, generator, -bound, bound);
     ops::uniform(ctx, bias_, generator, -bound, bound);
+    store_.values_written();
   }
 
   // images [N, H, W, in_channels] (of T, or of the activation type) → logits [N, T].
   Tensor forward(Context& ctx, const Tensor& images, Phase phase) {
     CUMTL_REQUIRE(store_.allocated(), "MultiHeadModel::forward before allocate");
-    store_.refresh_working(ctx);
+    store_.make_working_current(ctx);
     features_ = std::visit(
         [&](auto& trunk) {
           return converted(ctx, trunk.forward(ctx, converted(ctx, images, scalar_type_v<T>, activations_), phase),

@@ -268,6 +268,7 @@ class ResNet {
     stem_conv_.initialize(ctx, generator);
     stem_bn_.initialize(ctx);
     for (auto& block : blocks_) block->initialize(ctx, generator);
+    store_.values_written();
   }
 
   Tensor forward(Context& ctx, const Tensor& images, Phase phase) {

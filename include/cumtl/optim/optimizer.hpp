@@ -17,6 +17,9 @@
 //
 // Requires: tensors defined, on ctx's device, alike in scalar type and shape
 // (float32 or float64); the state and values are updated in place on ctx's stream.
+// With mixed precision, `working` (a bf16 or f16 tensor of the values' shape,
+// for float32 values) receives the updated values rounded, in the same pass:
+// a ParameterStore's working copy is made by the step that changes it.
 
 #include <cmath>
 #include <cstdint>
@@ -30,10 +33,30 @@
 #include "cumtl/layers/parameters.hpp"
 #include "cumtl/ops/dispatch.hpp"
 
+namespace cumtl::detail {
+
+// `working` is undefined, or a bf16 or f16 tensor of the shape of float32 `values`.
+inline void require_working_copy(const Context& ctx, std::string_view operation, const Tensor& values,
+                                 const Tensor& working) {
+  if (!working.defined()) return;
+  require_on_context(ctx, operation, "working", working);
+  CUMTL_REQUIRE(values.dtype() == ScalarType::f32 &&
+                    (working.dtype() == ScalarType::bf16 || working.dtype() == ScalarType::f16) &&
+                    working.shape() == values.shape(),
+                operation, ": the working copy is ", working.description(), " for values ", values.description(),
+                "; expected a bfloat16 or float16 copy of float32 values");
+}
+
+inline std::uint16_t* working_bits(const Tensor& working) {
+  return working.defined() ? static_cast<std::uint16_t*>(working.raw_data()) : nullptr;
+}
+
+}  // namespace cumtl::detail
+
 namespace cumtl::ops {
 
 inline void sgd_update(Context& ctx, Tensor& values, const Tensor& gradients, Tensor& momentum_buffer,
-                       const Tensor& decay_mask, const SgdStep& step) {
+                       const Tensor& decay_mask, const SgdStep& step, Tensor& working) {
   constexpr const char* operation = "ops::sgd_update";
   detail::require_on_context(ctx, operation, "values", values);
   detail::require_on_context(ctx, operation, "gradients", gradients);
@@ -42,6 +65,7 @@ inline void sgd_update(Context& ctx, Tensor& values, const Tensor& gradients, Te
   detail::require_alike(operation, "values", values, "gradients", gradients);
   detail::require_alike(operation, "values", values, "momentum_buffer", momentum_buffer);
   detail::require_alike(operation, "values", values, "decay_mask", decay_mask);
+  detail::require_working_copy(ctx, operation, values, working);
   CUMTL_REQUIRE(std::isfinite(step.lr) && step.lr >= 0, operation, ": lr must be finite and >= 0, got ", step.lr);
   CUMTL_REQUIRE(step.momentum >= 0 && step.momentum <= 1, operation, ": momentum must be in [0, 1], got ",
                 step.momentum);
@@ -50,12 +74,19 @@ inline void sgd_update(Context& ctx, Tensor& values, const Tensor& gradients, Te
   CUMTL_REQUIRE(!step.nesterov || step.momentum > 0, operation, ": Nesterov momentum needs momentum > 0");
   dispatch_floating(values.dtype(), operation, [&]<class T>() {
     CUMTL_DISPATCH(ctx, T, sgd_update, ctx, values.numel(), values.data<T>(), gradients.data<T>(),
-                   momentum_buffer.data<T>(), decay_mask.data<T>(), step);
+                   momentum_buffer.data<T>(), decay_mask.data<T>(), step, working.dtype(),
+                   detail::working_bits(working));
   });
 }
 
+inline void sgd_update(Context& ctx, Tensor& values, const Tensor& gradients, Tensor& momentum_buffer,
+                       const Tensor& decay_mask, const SgdStep& step) {
+  Tensor no_working_copy;
+  sgd_update(ctx, values, gradients, momentum_buffer, decay_mask, step, no_working_copy);
+}
+
 inline void adamw_update(Context& ctx, Tensor& values, const Tensor& gradients, Tensor& exp_avg, Tensor& exp_avg_sq,
-                         const Tensor& decay_mask, const AdamWStep& step) {
+                         const Tensor& decay_mask, const AdamWStep& step, Tensor& working) {
   constexpr const char* operation = "ops::adamw_update";
   detail::require_on_context(ctx, operation, "values", values);
   detail::require_on_context(ctx, operation, "gradients", gradients);
@@ -66,6 +97,7 @@ inline void adamw_update(Context& ctx, Tensor& values, const Tensor& gradients, 
   detail::require_alike(operation, "values", values, "exp_avg", exp_avg);
   detail::require_alike(operation, "values", values, "exp_avg_sq", exp_avg_sq);
   detail::require_alike(operation, "values", values, "decay_mask", decay_mask);
+  detail::require_working_copy(ctx, operation, values, working);
   CUMTL_REQUIRE(std::isfinite(step.lr) && step.lr >= 0, operation, ": lr must be finite and >= 0, got ", step.lr);
   CUMTL_REQUIRE(step.beta1 >= 0 && step.beta1 < 1 && step.beta2 >= 0 && step.beta2 < 1, operation,
                 ": betas must be in [0, 1), got (", step.beta1, ", ", step.beta2, ")");
@@ -75,8 +107,14 @@ inline void adamw_update(Context& ctx, Tensor& values, const Tensor& gradients, 
   CUMTL_REQUIRE(step.step >= 1, operation, ": step is 1-based, got 0");
   dispatch_floating(values.dtype(), operation, [&]<class T>() {
     CUMTL_DISPATCH(ctx, T, adamw_update, ctx, values.numel(), values.data<T>(), gradients.data<T>(), exp_avg.data<T>(),
-                   exp_avg_sq.data<T>(), decay_mask.data<T>(), step);
+                   exp_avg_sq.data<T>(), decay_mask.data<T>(), step, working.dtype(), detail::working_bits(working));
   });
+}
+
+inline void adamw_update(Context& ctx, Tensor& values, const Tensor& gradients, Tensor& exp_avg, Tensor& exp_avg_sq,
+                         const Tensor& decay_mask, const AdamWStep& step) {
+  Tensor no_working_copy;
+  adamw_update(ctx, values, gradients, exp_avg, exp_avg_sq, decay_mask, step, no_working_copy);
 }
 
 }  // namespace cumtl::ops
@@ -106,6 +144,12 @@ inline Tensor decay_mask(Context& ctx, ParameterStore& store, bool exempt_bn_and
   return result;
 }
 
+// The tensor an update writes the working copy into: the store's, with mixed
+// precision; none (undefined) when the working copy is the values themselves.
+inline Tensor working_copy_of(ParameterStore& store) {
+  return store.mixed() ? store.working_values() : Tensor();
+}
+
 }  // namespace detail
 
 struct SgdOptions {
@@ -128,9 +172,12 @@ class Sgd {
     momentum_buffer_ = Tensor::zeros(ctx, store.values().shape(), store.values().dtype());
   }
 
+  // Also writes the store's working copy, in the same pass, when it has one.
   void step(Context& ctx, double lr) {
+    Tensor working = detail::working_copy_of(*store_);
     ops::sgd_update(ctx, store_->values(), store_->gradients(), momentum_buffer_, decay_mask_,
-                    SgdStep{lr, options_.momentum, options_.weight_decay, options_.nesterov, steps_ == 0});
+                    SgdStep{lr, options_.momentum, options_.weight_decay, options_.nesterov, steps_ == 0}, working);
+    store_->working_written();
     ++steps_;
   }
   void step(Context& ctx) { step(ctx, options_.lr); }
@@ -171,9 +218,13 @@ class AdamW {
     exp_avg_sq_ = Tensor::zeros(ctx, store.values().shape(), store.values().dtype());
   }
 
+  // Also writes the store's working copy, in the same pass, when it has one.
   void step(Context& ctx, double lr) {
+    Tensor working = detail::working_copy_of(*store_);
     ops::adamw_update(ctx, store_->values(), store_->gradients(), exp_avg_, exp_avg_sq_, decay_mask_,
-                      AdamWStep{lr, options_.beta1, options_.beta2, options_.eps, options_.weight_decay, steps_ + 1});
+                      AdamWStep{lr, options_.beta1, options_.beta2, options_.eps, options_.weight_decay, steps_ + 1},
+                      working);
+    store_->working_written();
     ++steps_;
   }
   void step(Context& ctx) { step(ctx, options_.lr); }
