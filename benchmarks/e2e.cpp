@@ -180,8 +180,13 @@ int run(const Options& o) {
           ? optim::AnyOptimizer(ctx, model.parameters(), optim::AdamWOptions{.lr = 1e-3, .weight_decay = 0.05})
           : optim::AnyOptimizer(ctx, model.parameters(),
                                 optim::SgdOptions{.lr = 0.01, .momentum = 0.9, .weight_decay = 5e-4});
-  Tensor images = Tensor::empty(ctx, Shape::nhwc(o.batch, o.size, o.size, 3), ScalarType::f32);
-  ops::normal(ctx, images, generator, 0.0, 1.0);
+  // In the trunk's activation type, as the loader delivers them.
+  Tensor images = Tensor::empty(ctx, Shape::nhwc(o.batch, o.size, o.size, 3), precision.activations);
+  {
+    Tensor drawn = Tensor::empty(ctx, images.shape(), ScalarType::f32);
+    ops::normal(ctx, drawn, generator, 0.0, 1.0);
+    ops::convert(ctx, drawn, images);
+  }
   const MultiTaskLabels labels = mixed_labels(ctx, o.batch, heads[1].outputs, 3);
 
   std::optional<data::Loader> loader;
@@ -194,7 +199,7 @@ int run(const Options& o) {
         std::make_shared<const data::SyntheticDataset>(
             data::SynthOptions{.size = o.size, .domain = data::SynthDomain::emotionet}, faces)};
     loader.emplace(ctx, data::MultiDomainSampler(datasets, {0.5, 0.5}, 0, std::size_t(o.batch), 0), heads,
-                   data::LoaderOptions{.image_size = o.size});
+                   data::LoaderOptions{.image_size = o.size, .image_type = precision.activations});
     loader->start_epoch(0);
   }
 

@@ -47,6 +47,13 @@ std::shared_ptr<const Dataset> patterns(std::string name, std::size_t size, std:
   return std::make_shared<PatternDataset>(std::move(name), size, 20, 24, 3, std::move(bad));
 }
 
+// An RGB and a grey dataset of other image sizes, mixed half and half in batches of 12.
+MultiDomainSampler rgb_and_grey_sampler() {
+  return MultiDomainSampler(
+      {std::make_shared<PatternDataset>("a", 45, 40, 36), std::make_shared<PatternDataset>("b", 30, 28, 28, 1)},
+      {0.5, 0.5}, 0, 12, 8);
+}
+
 std::vector<HeadSpec> three_heads() {
   HeadSpec emotion{"emotion", HeadKind::softmax, 7};
   HeadSpec au{"au", HeadKind::sigmoid, 2};
@@ -550,9 +557,7 @@ TEST_SUITE("data") {
 
   TEST_CASE("data: loader batches do not depend on threads or prefetch") {
     Context ctx;
-    const auto a = std::make_shared<PatternDataset>("a", 45, 40, 36);
-    const auto b = std::make_shared<PatternDataset>("b", 30, 28, 28, 1);
-    const MultiDomainSampler sampler({a, b}, {0.5, 0.5}, 0, 12, 8);
+    const MultiDomainSampler sampler = rgb_and_grey_sampler();
     LoaderOptions options;
     options.image_size = 20;
     options.threads = 1;
@@ -570,6 +575,31 @@ TEST_SUITE("data") {
         CHECK(x[i].labels.binary.to_vector<std::int8_t>() == y[i].labels.binary.to_vector<std::int8_t>());
       }
     }
+  }
+
+  // For a mixed-precision trunk: the same batches, each image the float32
+  // image rounded once; any other type is refused.
+  TEST_CASE_TEMPLATE("data: loader batches in bf16 and f16 are the float32 batches rounded once", Half,
+                     cumtl::bfloat16_t, cumtl::float16_t) {
+    Context ctx;
+    const MultiDomainSampler sampler = rgb_and_grey_sampler();
+    LoaderOptions options;
+    options.image_size = 20;
+    options.threads = 2;
+    Loader wide(ctx, sampler, three_heads(), options);
+    options.image_type = cumtl::scalar_type_v<Half>;
+    Loader narrow(ctx, sampler, three_heads(), options);
+    const std::vector<Batch> x = whole_epoch(wide, 0), y = whole_epoch(narrow, 0);
+    REQUIRE(x.size() == y.size());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      CHECK(y[i].images.dtype() == cumtl::scalar_type_v<Half>);
+      CHECK(y[i].samples == x[i].samples);
+      CHECK(y[i].images.to_vector<Half>() == cumtl_test::rounded<Half>(x[i].images));
+      CHECK(y[i].labels.classes.to_vector<std::int32_t>() == x[i].labels.classes.to_vector<std::int32_t>());
+    }
+    CHECK(cumtl_test::any_rounded<Half>(x[0].images));
+    options.image_type = ScalarType::f64;
+    CHECK_ERROR_WITH(Loader(ctx, sampler, three_heads(), options), "Loader", "images of float64");
   }
 
   TEST_CASE("data: loader resumes at a batch index") {

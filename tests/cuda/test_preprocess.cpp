@@ -112,6 +112,17 @@ TEST_SUITE("data") {
       on_gpu.start_epoch(2);
       CHECK(on_gpu.next().has_value());
     }
+    // Batches for a bf16 trunk: the same bits on both devices.
+    options.image_type = ScalarType::bf16;
+    Loader narrow_cpu(cpu, sampler, three_heads(), options), narrow_gpu(gpu, sampler, three_heads(), options);
+    narrow_cpu.start_epoch(0);
+    narrow_gpu.start_epoch(0);
+    while (std::optional<Batch> expected = narrow_cpu.next()) {
+      std::optional<Batch> actual = narrow_gpu.next();
+      REQUIRE(actual.has_value());
+      CHECK(actual->images.dtype() == ScalarType::bf16);
+      CHECK(actual->images.to_vector<cumtl::bfloat16_t>(gpu) == expected->images.to_vector<cumtl::bfloat16_t>());
+    }
     // A batch is the caller's: it outlives the loader and its staging.
     REQUIRE(kept.has_value());
     on_cpu.start_epoch(1);

@@ -78,6 +78,10 @@ struct LoaderOptions {
   AugmentOptions augmentation;  // the training transform
   std::array<float, 3> mean = ops::imagenet_mean;
   std::array<float, 3> stddev = ops::imagenet_std;
+  // The images' scalar type: float32, or the bfloat16 / float16 activations of
+  // a mixed-precision trunk, normalized in float and rounded once, so the
+  // trunk reads them without a conversion.
+  ScalarType image_type = ScalarType::f32;
   std::size_t threads = 0;   // worker threads; 0: the hardware's threads − 1, at least 1
   std::size_t prefetch = 2;  // batches decoded ahead of the consumer, at least 2
   bool skip_bad = false;     // replace a sample that fails to load and count it, instead of failing
@@ -222,6 +226,10 @@ class Loader {
       CUMTL_REQUIRE(std::isfinite(options_.mean[c]) && std::isfinite(options_.stddev[c]) && options_.stddev[c] > 0,
                     "Loader: channel ", c, " has mean ", options_.mean[c], " and standard deviation ",
                     options_.stddev[c]);
+    CUMTL_REQUIRE(options_.image_type == ScalarType::f32 || options_.image_type == ScalarType::bf16 ||
+                      options_.image_type == ScalarType::f16,
+                  "Loader: images of ", name_of(options_.image_type),
+                  " are not offered; float32, bfloat16 or float16 are");
     affine_ = kernels::normalize_affine<float>(options_.mean, options_.stddev);
     const std::size_t slots = std::max<std::size_t>(options_.prefetch, 2);
     slots_.resize(slots);
@@ -333,18 +341,10 @@ class Loader {
     const std::lock_guard lock(mutex_);
     return consume_;
   }
-  std::size_t batches_per_epoch() const noexcept {
-    return sampler_.batches_per_epoch();
-  }
-  const MultiDomainSampler& sampler() const noexcept {
-    return sampler_;
-  }
-  const LoaderOptions& options() const noexcept {
-    return options_;
-  }
-  std::size_t threads() const noexcept {
-    return workers_.size();
-  }
+  std::size_t batches_per_epoch() const noexcept { return sampler_.batches_per_epoch(); }
+  const MultiDomainSampler& sampler() const noexcept { return sampler_; }
+  const LoaderOptions& options() const noexcept { return options_; }
+  std::size_t threads() const noexcept { return workers_.size(); }
 
  private:
   struct Slot {
@@ -380,9 +380,7 @@ class Loader {
     std::string reason;
   };
 
-  std::int64_t image_elements() const noexcept {
-    return std::int64_t(options_.image_size) * options_.image_size * 3;
-  }
+  std::int64_t image_elements() const noexcept { return std::int64_t(options_.image_size) * options_.image_size * 3; }
 
   bool can_issue() const noexcept {
     return accepting_ && issue_batch_ < sampler_.batches_per_epoch() && issue_batch_ < consume_ + slots_.size();
@@ -438,7 +436,7 @@ class Loader {
         if (ctx_.device().is_cpu()) {
           const auto n = std::int64_t(slot.samples.size());
           const std::int64_t size = options_.image_size;
-          slot.images = Tensor::empty(Shape{n, size, size, 3}, ScalarType::f32);
+          slot.images = Tensor::empty(Shape{n, size, size, 3}, options_.image_type);
           slot.labels = {Tensor::empty(Shape{n, encoder_.class_columns()}, ScalarType::i32),
                          Tensor::empty(Shape{n, encoder_.binary_columns()}, ScalarType::i8)};
         }
@@ -476,9 +474,8 @@ class Loader {
       }
       const Dataset& dataset = sampler_.dataset(ref.dataset);
       const std::size_t size = dataset.size();
-      const std::uint64_t counter =
-          (task.epoch * sampler_.batches_per_epoch() + task.batch) * sampler_.batch_size() +
-          task.position * options_.shard_count + options_.shard_rank;
+      const std::uint64_t counter = (task.epoch * sampler_.batches_per_epoch() + task.batch) * sampler_.batch_size() +
+                                    task.position * options_.shard_count + options_.shard_rank;
       const std::int64_t elements = image_elements();
       const bool gpu = ctx_.device().is_cuda();
       std::uint8_t* pixels = gpu ? slot.pixels.data<std::uint8_t>() + task.position * elements : scratch.data();
@@ -507,8 +504,7 @@ class Loader {
           ref.index = (ref.index + 1) % size;
         }
       }
-      if (!gpu)
-        cpu::normalize_images(host, elements, 3, pixels, affine_, slot.images.data<float>() + task.position * elements);
+      if (!gpu) normalize_on_host(host, elements, pixels, slot.images, task.position);
     } catch (...) {
       outcome.error = std::current_exception();
     }
@@ -608,13 +604,27 @@ class Loader {
     slot.copied->record(copy_ctx_->stream());
   }
 
+  // A worker's image, normalized into its place in the batch on the CPU (the twin of ops::normalize_images).
+  void normalize_on_host(Context& host, std::int64_t elements, const std::uint8_t* pixels, Tensor& images,
+                         std::size_t position) const {
+    const auto normalize = [&]<class T>() {
+      cpu::normalize_images(host, elements, 3, pixels, affine_, images.data<T>() + std::int64_t(position) * elements);
+    };
+    if (images.dtype() == ScalarType::bf16)
+      normalize.template operator()<bfloat16_t>();
+    else if (images.dtype() == ScalarType::f16)
+      normalize.template operator()<float16_t>();
+    else
+      normalize.template operator()<float>();
+  }
+
   // On the consumer's thread: everything enqueued on the compute stream.
   void hand_over_from_device_staging(Slot& slot, Batch& batch) {
     const cumtl::detail::DeviceGuard guard(ctx_.device().index());
     const auto n = std::int64_t(batch.size);
     const std::int64_t size = options_.image_size;
     slot.copied->make_wait(ctx_.stream());
-    batch.images = Tensor::empty(ctx_, Shape{n, size, size, 3}, ScalarType::f32);
+    batch.images = Tensor::empty(ctx_, Shape{n, size, size, 3}, options_.image_type);
     ops::normalize_images(ctx_, slot.device_pixels.slice(0, n), options_.mean, options_.stddev, batch.images);
     batch.labels = {Tensor::empty(ctx_, Shape{n, encoder_.class_columns()}, ScalarType::i32),
                     Tensor::empty(ctx_, Shape{n, encoder_.binary_columns()}, ScalarType::i8)};

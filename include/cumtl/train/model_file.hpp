@@ -154,7 +154,7 @@ class RunModel {
                   " bytes are not a whole number of ", size, "x", size, " RGB images");
     const Shape shape = Shape::nhwc(std::int64_t(pixels.size()) / image_bytes, size, size, 3);
     const Tensor on_device = Tensor::from_vector(std::move(pixels), shape).to(ctx, ctx.device());
-    Tensor images = Tensor::empty(ctx, shape, ScalarType::f32);
+    Tensor images = Tensor::empty(ctx, shape, model_.activations());
     ops::normalize_images(ctx, on_device, description_.mean, description_.stddev, images);
     return model_.forward(ctx, images, Phase::eval);
   }

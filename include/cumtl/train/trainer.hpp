@@ -198,6 +198,7 @@ class Trainer {
     const std::optional<data::AugmentOptions> augmentation = train::augmentation(config_, image_size_);
     data::LoaderOptions train_options{.image_size = image_size_,
                                       .augment = augmentation.has_value(),
+                                      .image_type = precision_.activations,
                                       .threads = std::size_t(config_.loader_threads),
                                       .skip_bad = config_.skip_bad,
                                       .shard_rank = std::size_t(communicator_->rank()),
@@ -525,6 +526,7 @@ class Trainer {
   Evaluation evaluate_split(std::size_t s) {
     data::LoaderOptions options{.image_size = image_size_,
                                 .augment = false,
+                                .image_type = precision_.activations,
                                 .threads = std::size_t(config_.loader_threads),
                                 .skip_bad = config_.skip_bad};
     options.shard_rank = std::size_t(communicator_->rank());
