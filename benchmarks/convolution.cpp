@@ -1,15 +1,18 @@
 // 2-D convolutions, forward, backward-data and backward-filter, at every
 // distinct convolution shape of ResNet-18 and ResNet-50 on 224-pixel images,
 // batch 64, on the GPU (cuDNN graph plans, with ctx.numerics() left at its
-// defaults: TF32 allowed, non-deterministic algorithms allowed); on the CPU
-// (im2col + BLAS) two ResNet-18 3×3 shapes at batch 8 keep runs short.
+// defaults: TF32 allowed, non-deterministic algorithms allowed), in fp32 and in
+// bf16 (2-byte tensors, fp32 accumulation, as a mixed-precision trunk runs);
+// on the CPU (im2col + BLAS) two ResNet-18 3×3 shapes at batch 8 keep runs
+// short, with the bf16 twin (widen, compute in fp32, round) beside fp32.
 //
 // Each pass does 2·N·P·Q·K·C·R·S FLOPs; the minimum bytes are one x-sized,
-// one w-sized and one y-sized float tensor (forward reads x and w and writes
-// y; backward-data reads dy and w and writes dx; backward-filter reads x and
-// dy and writes dw). fraction_of_peak_math is against the SGEMM peak of the
-// same numeric mode (TF32 when ctx.numerics() allows it), which is the label.
-// Names read BM_conv2d_<pass>_<device>[/<networks>]/NxHxWxC_k<K>_<R>x<S>_s<stride>_p<pad>.
+// one w-sized and one y-sized tensor of the pass's type (forward reads x and w
+// and writes y; backward-data reads dy and w and writes dx; backward-filter
+// reads x and dy and writes dw), so a bf16 pass moves half the bytes.
+// fraction_of_peak_math is against the measured cuBLAS peak of the same matrix
+// math (TF32 when ctx.numerics() allows it, bf16 for bf16), which is the label.
+// Names read BM_conv2d_<pass>_<device>[_bf16][/<networks>]/NxHxWxC_k<K>_<R>x<S>_s<stride>_p<pad>.
 #include <algorithm>
 #include <cstdint>
 #include <string>
@@ -28,28 +31,23 @@ const cumtl::ResNetConvLayout resnet50{64, 224, 64, 7, 2, 3, true, true, {64, 12
 
 enum class Pass { forward, backward_data, backward_filter };
 
-// The tensors of one shape's three passes, deterministic random inputs and
-// zeroed outputs (so that CPU first-touch page faults fall outside the timed loop).
+// The tensors of one shape's three passes in `type` (float32 or bfloat16),
+// deterministic random inputs and zeroed outputs (so that CPU first-touch page
+// faults fall outside the timed loop).
 struct Problem {
   ConvShape shape;
   cumtl::ops::ConvGeometry geometry;
   cumtl::Tensor x, w, y, dy, dx, dw;
-  Problem(cumtl::Context& ctx, const ConvShape& s)
+  Problem(cumtl::Context& ctx, const ConvShape& s, cumtl::ScalarType type)
       : shape(s), geometry{.stride_h = s.stride_h, .stride_w = s.stride_w, .pad_h = s.pad_h, .pad_w = s.pad_w} {
-    const auto f32 = cumtl::ScalarType::f32;
     const cumtl::Shape input{s.n, s.h, s.w, s.c}, filters{s.k, s.r, s.s, s.c}, output{s.n, s.out_h(), s.out_w(), s.k};
     cumtl::Generator generator(19);
-    const auto random = [&](const cumtl::Shape& t_shape) {
-      cumtl::Tensor t = cumtl::Tensor::empty(ctx, t_shape, f32);
-      cumtl::ops::normal(ctx, t, generator, 0, 1);
-      return t;
-    };
-    x = random(input);
-    w = random(filters);
-    dy = random(output);
-    y = cumtl::Tensor::zeros(ctx, output, f32);
-    dx = cumtl::Tensor::zeros(ctx, input, f32);
-    dw = cumtl::Tensor::zeros(ctx, filters, f32);
+    x = cumtl_bench::random_normal(ctx, input, type, generator);
+    w = cumtl_bench::random_normal(ctx, filters, type, generator);
+    dy = cumtl_bench::random_normal(ctx, output, type, generator);
+    y = cumtl::Tensor::zeros(ctx, output, type);
+    dx = cumtl::Tensor::zeros(ctx, input, type);
+    dw = cumtl::Tensor::zeros(ctx, filters, type);
   }
 
   void run(cumtl::Context& ctx, Pass pass) {
@@ -74,28 +72,34 @@ void report_flops(benchmark::State& state, double flops) {
   state.counters["FLOP"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void run_cpu(benchmark::State& state, Pass pass, ConvShape shape) {
+void run_cpu(benchmark::State& state, Pass pass, ConvShape shape, cumtl::ScalarType type) {
   cumtl::Context& ctx = cumtl::Context::default_for(cumtl::Device::cpu());
-  Problem problem(ctx, shape);
+  Problem problem(ctx, shape, type);
   for (auto _ : state) {
     problem.run(ctx, pass);
     benchmark::ClobberMemory();
   }
-  state.SetLabel("fp32, im2col + BLAS");
+  state.SetLabel(std::string(cumtl::name_of(type)) + ", im2col + BLAS" +
+                 (type == cumtl::ScalarType::f32 ? "" : " on the widened operands, each result rounded once"));
   cumtl_bench::report_bytes(state, problem.bytes());
   report_flops(state, problem.flops());
 }
 
-void run_cuda(benchmark::State& state, [[maybe_unused]] Pass pass, [[maybe_unused]] ConvShape shape) {
+void run_cuda(benchmark::State& state, [[maybe_unused]] Pass pass, [[maybe_unused]] ConvShape shape,
+              [[maybe_unused]] cumtl::ScalarType type) {
   if (!cumtl_bench::require_gpu(state)) return;
   cumtl::Context& ctx = cumtl::Context::default_for(cumtl::Device::cuda(0));
-  Problem problem(ctx, shape);
+  Problem problem(ctx, shape, type);
   cumtl_bench::time_gpu(state, ctx, problem.bytes(), [&] { problem.run(ctx, pass); });
 #if CUMTL_BENCH_CUDA  // the matrix peak is measured with cuBLAS itself (cublas_peak.cu)
   const cumtl::NumericsPolicy& numerics = ctx.numerics();
-  state.SetLabel(std::string("cuDNN, ") + (numerics.allow_tf32 ? "TF32 allowed" : "fp32 strict") +
+  const cumtl_bench::MatrixMath math = cumtl_bench::matrix_math_of(type, numerics.allow_tf32);
+  state.SetLabel(std::string("cuDNN, ") + std::string(cumtl::name_of(type)) +
+                 (type != cumtl::ScalarType::f32 ? " with fp32 accumulation"
+                  : numerics.allow_tf32          ? ", TF32 allowed"
+                                                 : ", fp32 strict") +
                  (numerics.deterministic ? ", deterministic" : ""));
-  const double peak = cumtl_bench::measured_peak_tflops(ctx, numerics.allow_tf32);
+  const double peak = cumtl_bench::measured_peak_tflops(ctx, math);
   report_flops(state, problem.flops());
   state.counters["fraction_of_peak_math"] =
       benchmark::Counter(problem.flops() / 1e12 / peak, benchmark::Counter::kIsIterationInvariantRate);
@@ -120,20 +124,24 @@ constexpr const char* pass_names[] = {"forward", "backward_data", "backward_filt
     if (std::find(r18.begin(), r18.end(), s) == r18.end()) gpu_shapes.push_back(s);
   const std::vector<ConvShape> cpu_shapes{square_conv(8, 56, 64, 64, 3, 1), square_conv(8, 14, 256, 256, 3, 1)};
 
-  for (Pass pass : {Pass::forward, Pass::backward_data, Pass::backward_filter}) {
-    const std::string prefix = std::string("BM_conv2d_") + pass_names[int(pass)];
-    for (const ConvShape& s : cpu_shapes)
-      // Real time: the BLAS runs on threads of its own, which the main thread's CPU time misses.
-      benchmark::RegisterBenchmark((prefix + "_cpu/" + shape_name(s)).c_str(), run_cpu, pass, s)
-          ->UseRealTime()
-          ->Unit(benchmark::kMillisecond);
-    for (const ConvShape& s : gpu_shapes) {
-      const bool in18 = std::find(r18.begin(), r18.end(), s) != r18.end();
-      const bool in50 = std::find(r50.begin(), r50.end(), s) != r50.end();
-      const std::string networks = in18 && in50 ? "r18+r50" : in18 ? "r18" : "r50";
-      benchmark::RegisterBenchmark((prefix + "_cuda/" + networks + "/" + shape_name(s)).c_str(), run_cuda, pass, s)
-          ->UseManualTime()
-          ->Unit(benchmark::kMicrosecond);
+  for (const cumtl::ScalarType type : {cumtl::ScalarType::f32, cumtl::ScalarType::bf16}) {
+    const std::string suffix = type == cumtl::ScalarType::f32 ? "" : "_bf16";
+    for (Pass pass : {Pass::forward, Pass::backward_data, Pass::backward_filter}) {
+      const std::string prefix = std::string("BM_conv2d_") + pass_names[int(pass)];
+      for (const ConvShape& s : cpu_shapes)
+        // Real time: the BLAS runs on threads of its own, which the main thread's CPU time misses.
+        benchmark::RegisterBenchmark((prefix + "_cpu" + suffix + "/" + shape_name(s)).c_str(), run_cpu, pass, s, type)
+            ->UseRealTime()
+            ->Unit(benchmark::kMillisecond);
+      for (const ConvShape& s : gpu_shapes) {
+        const bool in18 = std::find(r18.begin(), r18.end(), s) != r18.end();
+        const bool in50 = std::find(r50.begin(), r50.end(), s) != r50.end();
+        const std::string networks = in18 && in50 ? "r18+r50" : in18 ? "r18" : "r50";
+        benchmark::RegisterBenchmark((prefix + "_cuda" + suffix + "/" + networks + "/" + shape_name(s)).c_str(),
+                                     run_cuda, pass, s, type)
+            ->UseManualTime()
+            ->Unit(benchmark::kMicrosecond);
+      }
     }
   }
   return true;

@@ -454,7 +454,9 @@ done
 echo "steps: $counts"
 [ "$tier" = quick ] && echo "quick tier: the CPU tests, compute-sanitizer, the microbenchmarks, the PyTorch peer and the numerical check are left to the full tier"
 echo
-# Kernel table: bandwidth and fraction of the measured peak where reported.
+# Kernel table: bandwidth and fraction of the measured peak bandwidth where
+# reported, and for the convolutions and linear layers the fraction of the
+# measured matrix peak of their math (fp32, TF32 or bf16).
 if command -v python3 >/dev/null 2>&1; then
   python3 - "$out" <<'PY'
 import glob, json, sys
@@ -469,13 +471,15 @@ for path in sorted(glob.glob(sys.argv[1] + "/bench-*.json")):
             continue
         gbps = b.get("bytes_per_second", 0) / 1e9
         fraction = b.get("fraction_of_peak")
+        math = b.get("fraction_of_peak_math")
         images = b.get("images_per_second")
         rows.append((b["name"], f"{gbps:9.2f} GB/s" if gbps else "", f"{100 * fraction:5.1f}% of peak" if fraction else "",
+                     f"{100 * math:5.1f}% of {b.get('peak_TFLOPS', 0):.0f} TFLOP/s" if math else "",
                      f"{images:,.0f} images/s" if images else ""))
 if rows:
-    print(f"{'benchmark':46} {'bandwidth':>14} {'':>14} {'':>16}")
-    for name, gbps, fraction, images in rows:
-        print(f"{name:46} {gbps:>14} {fraction:>14} {images:>16}")
+    print(f"{'benchmark':46} {'bandwidth':>14} {'':>14} {'math':>24} {'':>16}")
+    for name, gbps, fraction, math, images in rows:
+        print(f"{name:46} {gbps:>14} {fraction:>14} {math:>24} {images:>16}")
 PY
 fi
 # End-to-end table: images/s of cumtl and of each PyTorch mode, and the ratios.

@@ -2,14 +2,18 @@
 // dW and db), through CBLAS on the CPU and cuBLAS on a GPU. Shapes are the
 // multi-task heads on ResNet-18's 512 features (7 + 11 = 18 outputs, all heads
 // as one GEMM, as MultiHeadModel runs them) and a 1000-class classifier on
-// ResNet-50's 2048 features, at batch 256 on the GPU and 64 on the CPU.
+// ResNet-50's 2048 features, at batch 256 on the GPU and 64 on the CPU; in
+// fp32 and in bf16 (cublasGemmEx with fp32 accumulation on the GPU; the CPU
+// twin widens, multiplies in fp32 and rounds once).
 //
 // FLOPs per iteration: forward 2·N·in·out (one GEMM), backward 4·N·in·out (dx
 // and dW); the bias adds N·out, which is negligible and not counted. Bytes are
 // the minimum traffic: forward reads x, W, b and writes y; backward reads dy,
-// x, W and writes dx, dW, db. The 18-output head is memory- and launch-bound,
-// the 1000-class one is math-bound: both counters are reported.
+// x, W and writes dx, dW, db, each in the layer's type. The 18-output head is
+// memory- and launch-bound, the 1000-class one is math-bound: both counters
+// are reported, the FLOPs against the measured peak of the same matrix math.
 #include <cstdint>
+#include <string>
 
 #include "support.hpp"
 
@@ -22,23 +26,17 @@ struct Layer {
   cumtl::Tensor x, weight, bias, y, dy, dx, dweight, dbias;
   // Deterministic random inputs; outputs zeroed so that CPU first-touch page
   // faults fall outside the timed loop.
-  Layer(cumtl::Context& ctx, std::int64_t batch, std::int64_t inputs, std::int64_t outputs)
+  Layer(cumtl::Context& ctx, std::int64_t batch, std::int64_t inputs, std::int64_t outputs, cumtl::ScalarType type)
       : n(batch), in(inputs), out(outputs) {
-    const auto f32 = cumtl::ScalarType::f32;
     cumtl::Generator generator(17);
-    const auto random = [&](const cumtl::Shape& shape, double stddev) {
-      cumtl::Tensor t = cumtl::Tensor::empty(ctx, shape, f32);
-      cumtl::ops::normal(ctx, t, generator, 0, stddev);
-      return t;
-    };
-    x = random(cumtl::Shape{n, in}, 1);
-    weight = random(cumtl::Shape{out, in}, 0.02);
-    bias = random(cumtl::Shape{out}, 0.02);
-    dy = random(cumtl::Shape{n, out}, 1);
-    y = cumtl::Tensor::zeros(ctx, dy.shape(), f32);
-    dx = cumtl::Tensor::zeros(ctx, x.shape(), f32);
-    dweight = cumtl::Tensor::zeros(ctx, weight.shape(), f32);
-    dbias = cumtl::Tensor::zeros(ctx, bias.shape(), f32);
+    x = cumtl_bench::random_normal(ctx, cumtl::Shape{n, in}, type, generator);
+    weight = cumtl_bench::random_normal(ctx, cumtl::Shape{out, in}, type, generator, 0.02);
+    bias = cumtl_bench::random_normal(ctx, cumtl::Shape{out}, type, generator, 0.02);
+    dy = cumtl_bench::random_normal(ctx, cumtl::Shape{n, out}, type, generator);
+    y = cumtl::Tensor::zeros(ctx, dy.shape(), type);
+    dx = cumtl::Tensor::zeros(ctx, x.shape(), type);
+    dweight = cumtl::Tensor::zeros(ctx, weight.shape(), type);
+    dbias = cumtl::Tensor::zeros(ctx, bias.shape(), type);
   }
 
   void run(cumtl::Context& ctx, Pass pass) {
@@ -60,31 +58,33 @@ void report_flops(benchmark::State& state, double flops) {
 }
 
 // Arguments: N, in, out.
-template <Pass pass>
+template <Pass pass, cumtl::ScalarType type>
 void run_cpu(benchmark::State& state) {
   cumtl::Context& ctx = cumtl::Context::default_for(cumtl::Device::cpu());
-  Layer layer(ctx, state.range(0), state.range(1), state.range(2));
+  Layer layer(ctx, state.range(0), state.range(1), state.range(2), type);
   for (auto _ : state) {
     layer.run(ctx, pass);
     benchmark::ClobberMemory();
   }
+  state.SetLabel(std::string(cumtl::name_of(type)));
   cumtl_bench::report_bytes(state, layer.bytes());
   report_flops(state, layer.flops(pass));
 }
 
-template <Pass pass>
+template <Pass pass, cumtl::ScalarType type>
 void run_cuda(benchmark::State& state) {
   if (!cumtl_bench::require_gpu(state)) return;
   cumtl::Context& ctx = cumtl::Context::default_for(cumtl::Device::cuda(0));
-  Layer layer(ctx, state.range(0), state.range(1), state.range(2));
+  Layer layer(ctx, state.range(0), state.range(1), state.range(2), type);
   cumtl_bench::time_gpu(state, ctx, layer.bytes(), [&] { layer.run(ctx, pass); });
 #if CUMTL_BENCH_CUDA  // the matrix peak is measured with cuBLAS itself (cublas_peak.cu)
-  // The numeric mode is read from the cuBLAS handle the layer ran on, after it
-  // ran, rather than assumed from ctx.numerics(): what cuBLAS was allowed to do
-  // decides which peak the layer is held to.
-  const bool tf32 = cumtl_bench::cublas_allows_tf32(ctx);
-  state.SetLabel(tf32 ? "cuBLAS TF32 tensor-op math" : "cuBLAS fp32 math (no TF32)");
-  const double peak = cumtl_bench::measured_peak_tflops(ctx, tf32);
+  // The numeric mode of fp32 is read from the cuBLAS handle the layer ran on,
+  // after it ran, rather than assumed from ctx.numerics(): what cuBLAS was
+  // allowed to do decides which peak the layer is held to.
+  const cumtl_bench::MatrixMath math = cumtl_bench::matrix_math_of(type, cumtl_bench::cublas_allows_tf32(ctx));
+  state.SetLabel(std::string("cuBLAS ") + cumtl_bench::name_of(math) +
+                 (type == cumtl::ScalarType::f32 ? " math" : " tensor-op math, fp32 accumulation"));
+  const double peak = cumtl_bench::measured_peak_tflops(ctx, math);
   report_flops(state, layer.flops(pass));
   state.counters["fraction_of_peak_math"] =
       benchmark::Counter(layer.flops(pass) / 1e12 / peak, benchmark::Counter::kIsIterationInvariantRate);
@@ -92,17 +92,31 @@ void run_cuda(benchmark::State& state) {
 #endif
 }
 
+constexpr cumtl::ScalarType f32 = cumtl::ScalarType::f32, bf16 = cumtl::ScalarType::bf16;
+
 void BM_linear_forward_cpu(benchmark::State& state) {
-  run_cpu<Pass::forward>(state);
+  run_cpu<Pass::forward, f32>(state);
 }
 void BM_linear_backward_cpu(benchmark::State& state) {
-  run_cpu<Pass::backward>(state);
+  run_cpu<Pass::backward, f32>(state);
+}
+void BM_linear_forward_cpu_bf16(benchmark::State& state) {
+  run_cpu<Pass::forward, bf16>(state);
+}
+void BM_linear_backward_cpu_bf16(benchmark::State& state) {
+  run_cpu<Pass::backward, bf16>(state);
 }
 void BM_linear_forward_cuda(benchmark::State& state) {
-  run_cuda<Pass::forward>(state);
+  run_cuda<Pass::forward, f32>(state);
 }
 void BM_linear_backward_cuda(benchmark::State& state) {
-  run_cuda<Pass::backward>(state);
+  run_cuda<Pass::backward, f32>(state);
+}
+void BM_linear_forward_cuda_bf16(benchmark::State& state) {
+  run_cuda<Pass::forward, bf16>(state);
+}
+void BM_linear_backward_cuda_bf16(benchmark::State& state) {
+  run_cuda<Pass::backward, bf16>(state);
 }
 
 // Real time on the CPU: the BLAS runs on threads of its own, which the main
@@ -119,6 +133,18 @@ BENCHMARK(BM_linear_backward_cpu)
     ->ArgNames({"N", "in", "out"})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_linear_forward_cpu_bf16)
+    ->Args({64, 512, 18})
+    ->Args({64, 2048, 1000})
+    ->ArgNames({"N", "in", "out"})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_linear_backward_cpu_bf16)
+    ->Args({64, 512, 18})
+    ->Args({64, 2048, 1000})
+    ->ArgNames({"N", "in", "out"})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_forward_cuda)
     ->Args({256, 512, 18})
     ->Args({256, 2048, 1000})
@@ -126,6 +152,18 @@ BENCHMARK(BM_linear_forward_cuda)
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_linear_backward_cuda)
+    ->Args({256, 512, 18})
+    ->Args({256, 2048, 1000})
+    ->ArgNames({"N", "in", "out"})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_linear_forward_cuda_bf16)
+    ->Args({256, 512, 18})
+    ->Args({256, 2048, 1000})
+    ->ArgNames({"N", "in", "out"})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_linear_backward_cuda_bf16)
     ->Args({256, 512, 18})
     ->Args({256, 2048, 1000})
     ->ArgNames({"N", "in", "out"})

@@ -71,20 +71,49 @@ inline double measured_peak_bandwidth(cumtl::Context& ctx) {
   return peak;
 }
 
-// The practical peak of this card's fp32 math, in TFLOP/s: the best of five
-// 8192×8192×8192 cuBLAS SGEMMs (2·8192³ FLOPs each) after a warm-up, measured
-// once per process and mode. Why measured and not a datasheet figure: what a
-// convolution or a GEMM can reach depends on this card's sustained clocks and
-// power limit, and a large square SGEMM is the best-known way to approach it,
-// so `fraction_of_peak_math` reads as "how far from the best this card does".
-// tf32 = false leaves cuBLAS's default math (plain fp32 FMA, no tensor cores);
-// tf32 = true allows TF32 tensor cores, which is the peak to judge cuDNN
-// convolutions by when ctx.numerics() allows TF32 (its default). cuBLAS is
-// called directly, so this lives in cublas_peak.cu (nvcc).
-double measured_peak_tflops(cumtl::Context& ctx, bool tf32 = false);
+// The matrix math a kernel is held to: plain fp32 FMA, TF32 tensor cores on
+// fp32 data, or bf16 / f16 tensor cores (fp32 accumulation) on 2-byte data.
+enum class MatrixMath { fp32, tf32, bf16, fp16 };
+
+inline const char* name_of(MatrixMath math) {
+  constexpr const char* names[] = {"fp32", "TF32", "bf16", "fp16"};
+  return names[int(math)];
+}
+
+// The matrix math of a pass on tensors of `type` with TF32 allowed or not.
+inline MatrixMath matrix_math_of(cumtl::ScalarType type, bool allow_tf32) {
+  if (type == cumtl::ScalarType::bf16) return MatrixMath::bf16;
+  if (type == cumtl::ScalarType::f16) return MatrixMath::fp16;
+  return allow_tf32 ? MatrixMath::tf32 : MatrixMath::fp32;
+}
+
+// The practical peak of this card's matrix math in one mode, in TFLOP/s: the
+// best of five 8192×8192×8192 cuBLAS GEMMs (2·8192³ FLOPs each) after a
+// warm-up, measured once per process and mode. Why measured and not a
+// datasheet figure: what a convolution or a GEMM can reach depends on this
+// card's sustained clocks and power limit, and a large square GEMM is the
+// best-known way to approach it, so `fraction_of_peak_math` reads as "how far
+// from the best this card does". fp32 is cuBLAS's default math (no tensor
+// cores); TF32 is the peak to judge cuDNN convolutions by when ctx.numerics()
+// allows TF32 (its default); bf16 and fp16 are cublasGemmEx on 2-byte
+// operands with fp32 accumulation, as cumtl's mixed-precision layers run.
+// cuBLAS is called directly, so this lives in cublas_peak.cu (nvcc).
+double measured_peak_tflops(cumtl::Context& ctx, MatrixMath math);
 
 // Whether ctx's cuBLAS handle (as the linear layers left it) may use TF32.
 bool cublas_allows_tf32(cumtl::Context& ctx);
+
+// A tensor of `type` on ctx's device with normal(0, stddev) values: drawn in
+// float32 and, for a 2-byte type, rounded once.
+inline cumtl::Tensor random_normal(cumtl::Context& ctx, const cumtl::Shape& shape, cumtl::ScalarType type,
+                                   cumtl::Generator& generator, double stddev = 1) {
+  cumtl::Tensor wide = cumtl::Tensor::empty(ctx, shape, cumtl::compute_type_of(type));
+  cumtl::ops::normal(ctx, wide, generator, 0, stddev);
+  if (wide.dtype() == type) return wide;
+  cumtl::Tensor narrow = cumtl::Tensor::empty(ctx, shape, type);
+  cumtl::ops::convert(ctx, wide, narrow);
+  return narrow;
+}
 
 // Runs `launch` once per iteration with an L2 flush before it and CUDA-event
 // timing around it, then reports bytes per second and the fraction of peak.
