@@ -12,6 +12,9 @@
 // reads x and dy and writes dw), so a bf16 pass moves half the bytes.
 // fraction_of_peak_math is against the measured cuBLAS peak of the same matrix
 // math (TF32 when ctx.numerics() allows it, bf16 for bf16), which is the label.
+// In bf16 the RGB stem also runs with its 3 channels zero-padded to 4 and to 8
+// (`stem-padded`), the same work with aligned channels: the comparison that
+// decides whether the stem should pad its input for tensor cores.
 // Names read BM_conv2d_<pass>_<device>[_bf16][/<networks>]/NxHxWxC_k<K>_<R>x<S>_s<stride>_p<pad>.
 #include <algorithm>
 #include <cstdint>
@@ -141,6 +144,17 @@ constexpr const char* pass_names[] = {"forward", "backward_data", "backward_filt
                                      run_cuda, pass, s, type)
             ->UseManualTime()
             ->Unit(benchmark::kMicrosecond);
+        // The RGB stem with its channels zero-padded to 4 and 8, against C = 3 above: whether
+        // padding pays on tensor cores (its input gradient is never computed in training).
+        if (type == cumtl::ScalarType::bf16 && s.c == 3 && pass != Pass::backward_data)
+          for (const std::int64_t padded : {4, 8}) {
+            ConvShape wider = s;
+            wider.c = padded;
+            benchmark::RegisterBenchmark((prefix + "_cuda" + suffix + "/stem-padded/" + shape_name(wider)).c_str(),
+                                         run_cuda, pass, wider, type)
+                ->UseManualTime()
+                ->Unit(benchmark::kMicrosecond);
+          }
       }
     }
   }

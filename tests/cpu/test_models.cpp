@@ -300,6 +300,27 @@ TEST_SUITE("models") {
     CHECK(loaded != after_write);
   }
 
+  // cuDNN's tensor-core engines need 16-byte-aligned operands (without, the
+  // stem's filter gradient has none: tests/cuda/test_cudnn_plans.cpp). Every
+  // convolution weight of the shipped networks starts at a multiple of 8
+  // elements of the flat working copy: 16 bytes in bf16 and f16.
+  TEST_CASE("resnet: every convolution weight starts 16 bytes into a 2-byte working copy") {
+    const std::vector<cumtl::HeadSpec> heads{{.name = "emotion", .kind = cumtl::HeadKind::softmax, .outputs = 7}};
+    for (const cumtl::ResNetSpec& spec : {cumtl::ResNetSpec::resnet18(), cumtl::ResNetSpec::resnet50(),
+                                          cumtl::ResNetSpec::small(), cumtl::ResNetSpec::compact()}) {
+      cumtl::MultiHeadModel<float> model(spec, heads, ScalarType::bf16);
+      const ParameterStore& store = model.parameters();
+      int convolutions = 0;
+      for (std::size_t i = 0; i < store.parameters().size(); ++i) {
+        if (store.parameters()[i]->shape.rank() != 4) continue;
+        CAPTURE(store.parameters()[i]->name);
+        CHECK(store.element_offset(i) % 8 == 0);
+        ++convolutions;
+      }
+      CHECK(convolutions >= 5);
+    }
+  }
+
   TEST_CASE("resnet: a float64 model runs its trunk in float64 only") {
     CHECK_ERROR_WITH(cumtl::MultiHeadModel<double>(
                          cumtl::ResNetSpec::small(),
