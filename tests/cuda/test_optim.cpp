@@ -64,7 +64,10 @@ TEST_SUITE("optim") {
     }
   }
 
-  // The working copy written by the update on the GPU is the GPU's updated values rounded once.
+  // The working copy written by the update on the GPU is the GPU's updated
+  // values rounded once; against the CPU's, at most one unit in the last place
+  // of the largest value apart (2^-7 of the scale for bf16, 2^-10 for f16),
+  // where the float32 values differ in their last bits.
   TEST_CASE_TEMPLATE("optim: cuda updates write the working copy as the cpu twin does", Half, cumtl::bfloat16_t,
                      cumtl::float16_t) {
     Context cpu;
@@ -99,7 +102,7 @@ TEST_SUITE("optim") {
       CHECK(sgd_working.to_vector<Half>(gpu) == cumtl_test::rounded<Half>(sgd_values_here));
       CHECK(cumtl_test::error_over_scale(gpu_values_here.to_vector<float>(), values.to_vector<float>()) < 1e-6);
       CHECK(cumtl_test::error_over_scale(gpu_working.to_vector<Half>(gpu), working.to_vector<Half>()) <=
-            (std::is_same_v<Half, cumtl::bfloat16_t> ? 0x1p-8 : 0x1p-11));
+            (std::is_same_v<Half, cumtl::bfloat16_t> ? 0x1p-7 : 0x1p-10));
     }
   }
 
