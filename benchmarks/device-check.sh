@@ -6,9 +6,9 @@
 # runs every test (the CPU suite, the cuDNN plans, the CUDA build without a
 # device, the GPU suite per case and each GPU binary in one process),
 # compute-sanitizer (memcheck, racecheck, synccheck, initcheck) over the GPU
-# suites, the microbenchmarks, cumtl-bench-e2e against
-# benchmarks/pytorch_reference.py (eager, AMP, torch.compile) with the
-# numerical check of both against float64, and prints the summary tables last.
+# suites, cumtl-bench-e2e against benchmarks/pytorch_reference.py (eager, AMP,
+# torch.compile) with the numerical check of both against float64, then the
+# microbenchmarks, and prints the summary tables last.
 # Quick tier (--quick): the probe, the build, the GPU suite and one end-to-end
 # row, for a first look in under five minutes.
 #
@@ -32,9 +32,10 @@ usage: benchmarks/device-check.sh [--quick] [--budget SECONDS] OUTDIR
 Tiers:
   (default)  full: probe the machine, build, every test (CPU suite, cuDNN plans,
              the CUDA build without a device, the GPU suite), compute-sanitizer
-             (memcheck, racecheck, synccheck, initcheck) over the GPU suites, the
-             microbenchmarks, cumtl-bench-e2e against the PyTorch peer (ResNet-18
-             at 112 px, ResNet-50 at 224 px) and the numerical check vs float64.
+             (memcheck, racecheck, synccheck, initcheck) over the GPU suites,
+             cumtl-bench-e2e against the PyTorch peer (ResNet-18 at 112 px,
+             ResNet-50 at 224 px), the numerical check vs float64, then the
+             microbenchmarks.
              Budget 570 s: one ten-minute call, the build included.
   --quick    quick: probe, build, the GPU suite, one end-to-end row (cumtl,
              ResNet-18 at 112 px, batch 128). Budget 285 s.
@@ -360,17 +361,6 @@ elif [ "$tier" = full ]; then
   record "compute-sanitizer" "not run" "no GPU"
 fi
 
-# Microbenchmarks: JSON per binary; the GPU ones skip themselves without a GPU.
-if [ "$tier" = full ]; then
-  for bench in elementwise multitask_loss loader batchnorm pooling activation optimizer preprocess convolution linear; do
-    filter="."
-    [ "$gpu" = 1 ] || filter="cpu"
-    run "benchmark: $bench" "$out/bench-$bench.log" \
-      "$build/benchmarks/cumtl-bench-$bench" --benchmark_filter="$filter" --benchmark_min_time=0.1 \
-      --benchmark_out="$out/bench-$bench.json" --benchmark_out_format=json
-  done
-fi
-
 # End to end against the PyTorch peer, side by side in this run: ResNet-18 at
 # 112 px and ResNet-50 at 224 px on a GPU; a small CPU configuration elsewhere,
 # so the plumbing is exercised. Then the numerical check: cumtl's logits, loss
@@ -435,6 +425,19 @@ if [ "$tier" = full ]; then
   done
 fi
 
+# Microbenchmarks: JSON per binary; the GPU ones skip themselves without a GPU.
+# After the end-to-end rows, so that a long benchmark run cannot crowd the
+# comparison with PyTorch out of the budget.
+if [ "$tier" = full ]; then
+  for bench in elementwise multitask_loss loader batchnorm pooling activation optimizer preprocess convolution linear; do
+    filter="."
+    [ "$gpu" = 1 ] || filter="cpu"
+    run "benchmark: $bench" "$out/bench-$bench.log" \
+      "$build/benchmarks/cumtl-bench-$bench" --benchmark_filter="$filter" --benchmark_min_time=0.1 \
+      --benchmark_out="$out/bench-$bench.json" --benchmark_out_format=json
+  done
+fi
+
 echo
 echo "=== device check: $(head -1 "$out/machine.txt"), $(sed -n 2p "$out/machine.txt")"
 grep -v -E "^(date|commit):" "$out/machine.txt" | sed 's/^/  /'
@@ -477,9 +480,10 @@ for path in sorted(glob.glob(sys.argv[1] + "/bench-*.json")):
                      f"{100 * math:5.1f}% of {b.get('peak_TFLOPS', 0):.0f} TFLOP/s" if math else "",
                      f"{images:,.0f} images/s" if images else ""))
 if rows:
-    print(f"{'benchmark':46} {'bandwidth':>14} {'':>14} {'math':>24} {'':>16}")
+    width = max(46, max(len(row[0]) for row in rows))
+    print(f"{'benchmark':{width}} {'bandwidth':>14} {'':>14} {'math':>24} {'':>16}")
     for name, gbps, fraction, math, images in rows:
-        print(f"{name:46} {gbps:>14} {fraction:>14} {math:>24} {images:>16}")
+        print(f"{name:{width}} {gbps:>14} {fraction:>14} {math:>24} {images:>16}")
 PY
 fi
 # End-to-end table: images/s of cumtl and of each PyTorch mode, and the ratios.
