@@ -3,6 +3,7 @@
 // paths and the loss; parameter names and counts as torchvision has them.
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../support/gradcheck.hpp"
@@ -232,7 +233,7 @@ TEST_SUITE("models") {
     const Tensor logits = wide.forward(ctx, images, Phase::train);
     const Tensor mixed_logits = mixed.forward(ctx, images, Phase::train);
     CHECK(mixed_logits.dtype() == ScalarType::f32);
-    CHECK(store.working_values().to_vector<Half>() == cumtl_test::rounded<Half>(store.values()));
+    CHECK(store.working_values().to_vector<Half>() == cumtl_test::rounded<Half>(std::as_const(store).values()));
     const double logit_error = cumtl_test::error_over_scale(mixed_logits.to_vector<float>(), logits.to_vector<float>());
     MESSAGE("logits: ", logit_error, " of their scale");
     CHECK(logit_error < bound);
@@ -278,16 +279,23 @@ TEST_SUITE("models") {
     cumtl::optim::Sgd sgd(ctx, store, {.lr = 0.5});
     sgd.step(ctx);
     CHECK(store.working_current());
-    CHECK(store.working_values().to_vector<Half>() == cumtl_test::rounded<Half>(store.values()));
+    CHECK(store.working_values().to_vector<Half>() == cumtl_test::rounded<Half>(std::as_const(store).values()));
     const std::vector<float> after_step = mixed.forward(ctx, images, Phase::eval).to_vector<float>();
     CHECK(after_step != before_step);
 
-    // Any other write to the master values, once announced, reaches the next forward pass.
+    // Any other write to the master values reaches the next forward pass: through the flat values, whose
+    // non-const accessor marks the working copy stale, ...
     cumtl::ops::axpy(ctx, -0.5, store.gradients(), store.values());
-    store.values_written();
+    CHECK(!store.working_current());
     const std::vector<float> after_write = mixed.forward(ctx, images, Phase::eval).to_vector<float>();
-    CHECK(store.working_values().to_vector<Half>() == cumtl_test::rounded<Half>(store.values()));
+    CHECK(store.working_values().to_vector<Half>() == cumtl_test::rounded<Half>(std::as_const(store).values()));
     CHECK(after_write != after_step);
+    // ... or through a parameter's view, announced with values_written().
+    cumtl::ops::scale(ctx, store.parameter("conv1.weight").value, 0.5);
+    store.values_written();
+    const std::vector<float> after_scale = mixed.forward(ctx, images, Phase::eval).to_vector<float>();
+    CHECK(store.working_values().to_vector<Half>() == cumtl_test::rounded<Half>(std::as_const(store).values()));
+    CHECK(after_scale != after_write);
 
     // So do weights loaded from a file: the float32 model's, here.
     const cumtl_test::TemporaryFolder folder;
@@ -295,9 +303,9 @@ TEST_SUITE("models") {
     cumtl::io::import_model_weights(ctx, store, folder.path / "weights.safetensors");
     CHECK(!store.working_current());
     const std::vector<float> loaded = mixed.forward(ctx, images, Phase::eval).to_vector<float>();
-    CHECK(store.values().to_vector<float>() == wide.parameters().values().to_vector<float>());
-    CHECK(store.working_values().to_vector<Half>() == cumtl_test::rounded<Half>(store.values()));
-    CHECK(loaded != after_write);
+    CHECK(std::as_const(store).values().to_vector<float>() == wide.parameters().values().to_vector<float>());
+    CHECK(store.working_values().to_vector<Half>() == cumtl_test::rounded<Half>(std::as_const(store).values()));
+    CHECK(loaded != after_scale);
   }
 
   // cuDNN's tensor-core engines need 16-byte-aligned operands (without, the

@@ -2,6 +2,7 @@
 // the decay mask, state restore, the learning-rate schedules and the contracts.
 #include <cmath>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include <cumtl/optim/loss_scale.hpp>
@@ -306,14 +307,14 @@ TEST_SUITE("optim") {
     adamw.step(ctx);
     CHECK(store.working_current());
     CHECK(store.working_values().to_vector<cumtl::bfloat16_t>() ==
-          cumtl_test::rounded<cumtl::bfloat16_t>(store.values()));
+          cumtl_test::rounded<cumtl::bfloat16_t>(std::as_const(store).values()));
     store.values_written();
     CHECK(!store.working_current());
     cumtl::optim::Sgd sgd(ctx, store, {.lr = 0.5, .momentum = 0.9});
     sgd.step(ctx);
     CHECK(store.working_current());
     CHECK(store.working_values().to_vector<cumtl::bfloat16_t>() ==
-          cumtl_test::rounded<cumtl::bfloat16_t>(store.values()));
+          cumtl_test::rounded<cumtl::bfloat16_t>(std::as_const(store).values()));
   }
 
   TEST_CASE("optim: bad input is rejected") {

@@ -111,7 +111,6 @@ TEST_SUITE("layers") {
     on_cpu.initialize(cpu, cpu_generator);
     on_gpu.initialize(gpu, gpu_generator);
     cumtl::ops::copy(gpu, on_gpu.parameters().values(), on_cpu.parameters().values());  // the same master weights
-    on_gpu.parameters().values_written();
 
     const Tensor images = random_on(cpu, Shape{16, 32, 32, 3}, 8);
     const Tensor logits = on_cpu.forward(cpu, images, Phase::train);

@@ -46,7 +46,6 @@ inline void broadcast_buffers(Communicator& communicator, ParameterStore& store)
 inline void broadcast_parameters(Communicator& communicator, ParameterStore& store) {
   if (communicator.world_size() == 1) return;
   communicator.broadcast(std::as_writable_bytes(detail::floats_for(communicator, store.values(), "broadcast")), 0);
-  store.values_written();
   broadcast_buffers(communicator, store);
 }
 

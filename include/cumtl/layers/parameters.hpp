@@ -13,11 +13,12 @@
 // the working copy of the values in the activation type (bf16 or f16), which
 // the layers that compute in the activation type (the convolutions) read.
 // The optimizer's step writes it in the same pass as the update. Any other
-// write to the master values (initialization, loaded weights, a resumed
-// checkpoint, a broadcast from rank 0) calls values_written(), and a model's
-// next forward pass then rounds the values again (make_working_current()).
-// Code that writes the values itself must call values_written() too. Without
-// mixed precision the working copy is the values themselves.
+// write to the master values marks it stale, and a model's next forward pass
+// rounds the values again (make_working_current()): taking the flat values
+// through the non-const values() does, and a write through a parameter's own
+// view (initialization, loaded weights, a resumed checkpoint) is followed by
+// values_written(), which code that writes such views itself calls too.
+// Without mixed precision the working copy is the values themselves.
 
 #include <memory>
 #include <optional>
@@ -126,8 +127,13 @@ class ParameterStore {
     return count;
   }
 
-  // All values, all gradients, all buffers, each one flat tensor.
-  Tensor& values() { return values_; }
+  // All values, all gradients, all buffers, each one flat tensor. The values
+  // taken to be written (the non-const overload) mark the working copy stale;
+  // read them through a const store.
+  Tensor& values() {
+    working_current_ = false;
+    return values_;
+  }
   const Tensor& values() const { return values_; }
   Tensor& gradients() { return gradients_; }
   Tensor& buffer_values() { return buffer_values_; }
