@@ -184,6 +184,27 @@ TEST_SUITE("half") {
     }
   }
 
+  // The branch-free float → bf16 against the rounding rule spelled out
+  // (shift_right_rounded: drop 16 bits, to nearest, ties to even), at every
+  // bf16 value's neighbourhood: each pattern of the kept half with the dropped
+  // half at zero, one, just below, at and just above the midpoint, and all ones.
+  TEST_CASE("half: float to bf16 is the rounding rule at every boundary") {
+    std::size_t checked = 0, mismatches = 0;
+    std::uint32_t first_mismatch = 0;
+    for (std::uint32_t high = 0; high < 65536; ++high) {
+      for (std::uint32_t low : {0x0000u, 0x0001u, 0x7fffu, 0x8000u, 0x8001u, 0xffffu}) {
+        const std::uint32_t bits = (high << 16) | low;
+        const bool nan = (bits & 0x7fffffffu) > 0x7f800000u;
+        const auto expected = nan ? std::uint16_t(((bits >> 16) & 0x8000u) | 0x7fc0u)
+                                  : std::uint16_t(detail::shift_right_rounded(bits, 16));
+        ++checked;
+        if (bfloat16_t(from_bits(bits)).bits != expected && mismatches++ == 0) first_mismatch = bits;
+      }
+    }
+    CHECK(checked == 6 * 65536);
+    CHECK_MESSAGE(mismatches == 0, mismatches, " mismatches, the first at float bits ", hex(first_mismatch));
+  }
+
   TEST_CASE("half: both directions match PyTorch's conversions bit for bit") {
     const nlohmann::json expected = fixture();
     const std::vector<std::uint32_t> low = expected["low"].get<std::vector<std::uint32_t>>();

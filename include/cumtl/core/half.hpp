@@ -35,11 +35,17 @@ inline constexpr std::uint32_t shift_right_rounded(std::uint32_t value, unsigned
   return kept + ((dropped > half || (dropped == half && (kept & 1))) ? 1 : 0);
 }
 
+// Round to nearest even by adding 0x7fff plus the lowest kept bit: the sum
+// carries into the kept bits exactly when the dropped half is above the
+// midpoint, or at it with an odd kept part (shift_right_rounded(bits, 16),
+// checked equal on every float). A carry out of the mantissa raises the
+// exponent, up to infinity: what rounding should do. Written without branches
+// (the NaN case is a select), so loops of conversions vectorize.
 inline constexpr std::uint16_t bf16_bits_from_float(float value) noexcept {
   const std::uint32_t bits = float_bits(value);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return std::uint16_t(((bits >> 16) & 0x8000u) | 0x7fc0u);
-  // A carry out of the mantissa raises the exponent, up to infinity: what rounding should do.
-  return std::uint16_t(shift_right_rounded(bits, 16));
+  const std::uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+  const std::uint32_t quiet_nan = ((bits >> 16) & 0x8000u) | 0x7fc0u;
+  return std::uint16_t((bits & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
 
 inline constexpr float float_from_bf16_bits(std::uint16_t bits) noexcept {
