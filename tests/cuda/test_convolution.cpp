@@ -20,7 +20,7 @@ using cumtl_test::ConvOpCase;
 namespace {
 
 // Odd shapes, a pointwise and a dilated convolution, the RGB stems of the
-// CPU models and of ResNet-18/50 (3 channels, which tensor cores want padded),
+// CPU models and of ResNet-18/50 (3 channels, run unpadded: docs/layers.md),
 // and a body convolution of ResNet-18 at 112 pixels.
 const std::vector<ConvOpCase> conv_cases{
     {Shape{2, 7, 6, 5}, Shape{4, 3, 3, 5}, {.pad_h = 1, .pad_w = 1}},

@@ -13,6 +13,7 @@
 #include <cumtl/cuda/cudnn_conv.hpp>
 #include <cumtl/cuda/launch.hpp>
 
+#include "../support/conv_cases.hpp"
 #include "../support/testing.hpp"
 
 using cumtl::Context;
@@ -42,26 +43,6 @@ std::vector<float> random_values(std::int64_t count, std::uint64_t seed) {
   return tensor.to_vector<float>();
 }
 
-// Calls term(x index, w index, y index) for every product of the forward
-// convolution (cross-correlation, NHWC and KRSC, zero padding).
-template <class Term>
-void for_each_term(const ConvShape& s, Term&& term) {
-  const std::int64_t out_h = s.out_h(), out_w = s.out_w();
-  for (std::int64_t n = 0; n < s.n; ++n)
-    for (std::int64_t p = 0; p < out_h; ++p)
-      for (std::int64_t q = 0; q < out_w; ++q)
-        for (std::int64_t r = 0; r < s.r; ++r)
-          for (std::int64_t t = 0; t < s.s; ++t) {
-            const std::int64_t ih = p * s.stride_h - s.pad_h + r * s.dilation_h;
-            const std::int64_t iw = q * s.stride_w - s.pad_w + t * s.dilation_w;
-            if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) continue;
-            for (std::int64_t k = 0; k < s.k; ++k)
-              for (std::int64_t c = 0; c < s.c; ++c)
-                term(((n * s.h + ih) * s.w + iw) * s.c + c, ((k * s.r + r) * s.s + t) * s.c + c,
-                     ((n * out_h + p) * out_w + q) * s.k + k);
-          }
-}
-
 // The two inputs of each direction: fprop (x, w), dgrad (dy, w), wgrad (x, dy).
 struct Inputs {
   std::vector<float> a, b;
@@ -87,13 +68,16 @@ std::vector<double> direct_conv(ConvDirection direction, const ConvShape& s, con
   const auto b = [&in](std::int64_t i) { return double(in.b[std::size_t(i)]); };
   switch (direction) {
     case ConvDirection::forward:
-      for_each_term(s, [&](std::int64_t x, std::int64_t w, std::int64_t y) { out[std::size_t(y)] += a(x) * b(w); });
+      cumtl_test::for_each_conv_term(
+          s, [&](std::int64_t x, std::int64_t w, std::int64_t y) { out[std::size_t(y)] += a(x) * b(w); });
       break;
     case ConvDirection::backward_data:
-      for_each_term(s, [&](std::int64_t x, std::int64_t w, std::int64_t y) { out[std::size_t(x)] += a(y) * b(w); });
+      cumtl_test::for_each_conv_term(
+          s, [&](std::int64_t x, std::int64_t w, std::int64_t y) { out[std::size_t(x)] += a(y) * b(w); });
       break;
     case ConvDirection::backward_filter:
-      for_each_term(s, [&](std::int64_t x, std::int64_t w, std::int64_t y) { out[std::size_t(w)] += a(x) * b(y); });
+      cumtl_test::for_each_conv_term(
+          s, [&](std::int64_t x, std::int64_t w, std::int64_t y) { out[std::size_t(w)] += a(x) * b(y); });
       break;
   }
   return out;

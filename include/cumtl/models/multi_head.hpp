@@ -10,8 +10,9 @@
 //
 // Mixed precision: a float32 model may run its trunk in bfloat16 or float16
 // (the `activations` of its constructor). Its parameters stay float32 master
-// values, the convolutions read their rounded working copy (refreshed at each
-// forward pass), and the heads stay float32: the trunk's features are widened
+// values, the convolutions read their rounded working copy (written by the
+// optimizer's step, rounded afresh here when anything else wrote the values),
+// and the heads stay float32: the trunk's features are widened
 // before them, so the logits, the loss and the heads' gradients are float32,
 // and their gradient is rounded to the activation type on the way back. The
 // heads are a few thousand multiply-adds per image, which float32 costs nothing.
