@@ -53,12 +53,13 @@ __global__ void add_kernel(std::int64_t count, const T* a, const T* b, T* out) {
 }
 
 // Sets *flag to 1 when some element is infinite or NaN, and leaves it
-// otherwise. Every writer writes the same value, so no atomic is needed.
+// otherwise. Every writer writes the same value; the write is atomic only so
+// that writers racing are not a data race in CUDA's memory model.
 template <class T>
 __global__ void find_nonfinite_kernel(std::int64_t count, const T* __restrict__ x, std::int32_t* flag) {
   bool found = false;
   CUMTL_GRID_STRIDE_LOOP(i, count) found |= is_nonfinite(x[i]);
-  if (found) *flag = 1;
+  if (found) atomicExch(flag, 1);
 }
 
 // The CPU twins call the same functions (core/half.hpp), so both give the same

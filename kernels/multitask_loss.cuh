@@ -290,7 +290,7 @@ __global__ void finish_multitask_loss_kernel(LossHeadTable table, std::int64_t r
     partial[threadIdx.x] = sum;
     __syncthreads();
     for (int width = threads / 2; width > 0; width /= 2) {
-      if (threadIdx.x < width) partial[threadIdx.x] += partial[threadIdx.x + width];
+      if (int(threadIdx.x) < width) partial[threadIdx.x] += partial[threadIdx.x + width];
       __syncthreads();
     }
     if (threadIdx.x == 0) {
