@@ -331,8 +331,7 @@ class Backend final : public detail::CudaBackend {
 
   static void convolve(Context& ctx, const char* name, ConvDirection direction, const ConvShape& shape, ScalarType type,
                        ConvPointers pointers) {
-    const ProfileRange range(name);
-    const detail::DeviceGuard guard(ctx.device().index());
+    const LaunchScope scope(ctx, name);
     const ConvNumerics numerics{.allow_tf32 = ctx.numerics().allow_tf32, .deterministic = ctx.numerics().deterministic};
     execute_conv(ctx, cudnn_handle(ctx), direction, shape, numerics, convolution_data_type(type), pointers);
     if (sync_after_launch()) {

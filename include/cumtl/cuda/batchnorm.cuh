@@ -8,7 +8,6 @@
 // order and agree to the bit.
 
 #include <algorithm>
-#include <bit>
 #include <cstdint>
 
 #include "cumtl/core/modes.hpp"
@@ -17,39 +16,10 @@
 
 namespace cumtl::cuda {
 
-// The tile of kernels/batchnorm.cuh: TX channels × TY rows per block, channel
-// tiles × row blocks in the grid, and the rows each row block owns.
-struct BatchnormGrid {
-  dim3 block;
-  dim3 grid;
-  std::int64_t rows_per_block = 0;
-  std::int64_t row_blocks = 0;
-};
-
-// Blocks of `kernel` that fit on one multiprocessor at once.
-template <class... Parameters>
-int batchnorm_resident_blocks(void (*kernel)(Parameters...)) {
-  int blocks = 0;
-  CUMTL_CHECK_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kernels::batchnorm_threads, 0));
-  return std::max(blocks, 1);
-}
-
-// `resident` is how many blocks of the launch's kernels fit on a multiprocessor: the grid is one full wave of them,
-// so no tail of blocks waits for a second wave, and there are as few partials as keep the device busy.
-inline BatchnormGrid batchnorm_grid(const Context& ctx, std::int64_t rows, std::int64_t channels, int resident) {
-  const std::int64_t tile = std::min<std::int64_t>(32, std::int64_t(std::bit_ceil(std::uint64_t(channels))));
-  const std::int64_t tile_rows = kernels::batchnorm_threads / tile;
-  const std::int64_t channel_tiles = (channels + tile - 1) / tile;
-  const std::int64_t wave = std::int64_t(resident) * ctx.multiprocessor_count();
-  const std::int64_t wanted = std::max<std::int64_t>(1, wave / channel_tiles);
-  const std::int64_t limit = std::min<std::int64_t>((rows + tile_rows - 1) / tile_rows, 65535);
-  const std::int64_t row_blocks = std::clamp<std::int64_t>(wanted, 1, std::max<std::int64_t>(limit, 1));
-  BatchnormGrid shape;
-  shape.rows_per_block = std::max<std::int64_t>((rows + row_blocks - 1) / row_blocks, 1);
-  shape.row_blocks = std::max<std::int64_t>((rows + shape.rows_per_block - 1) / shape.rows_per_block, 1);
-  shape.block = dim3(unsigned(tile), unsigned(tile_rows));
-  shape.grid = dim3(unsigned(channel_tiles), unsigned(shape.row_blocks));
-  return shape;
+// The tile of kernels/batchnorm.cuh. Its row blocks may leave a thread as little
+// as one row: the statistics need every row block before the apply can start.
+inline ColumnSumGrid batchnorm_grid(const Context& ctx, std::int64_t rows, std::int64_t channels, int resident) {
+  return column_sum_grid(ctx, rows, channels, kernels::batchnorm_threads, resident, 1);
 }
 
 template <class T>
@@ -57,27 +27,24 @@ void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t chann
                              const compute_t<T>* gamma, const compute_t<T>* beta, const T* residual,
                              Activation activation, double momentum, double eps, compute_t<T>* running_mean,
                              compute_t<T>* running_var, compute_t<T>* saved_mean, compute_t<T>* saved_invstd, T* y) {
-  const ProfileRange range("cumtl::batchnorm_forward_train");
-  const detail::DeviceGuard guard(ctx.device().index());
+  const LaunchScope scope(ctx, "cumtl::batchnorm_forward_train");
   // Cached for the process: the occupancy of a kernel depends only on the binary and the device model.
-  static const int resident = std::min(batchnorm_resident_blocks(kernels::batchnorm_statistics_kernel<T>),
-                                       batchnorm_resident_blocks(kernels::batchnorm_apply_kernel<T>));
-  const BatchnormGrid shape = batchnorm_grid(ctx, rows, channels, resident);
+  static const int resident =
+      std::min(resident_blocks(kernels::batchnorm_statistics_kernel<T>, kernels::batchnorm_threads),
+               resident_blocks(kernels::batchnorm_apply_kernel<T>, kernels::batchnorm_threads));
+  const ColumnSumGrid shape = batchnorm_grid(ctx, rows, channels, resident);
   auto* partials = static_cast<kernels::BatchnormPartialMoments*>(ctx.workspace().reserve(
       sizeof(kernels::BatchnormPartialMoments) * std::size_t(shape.row_blocks) * std::size_t(channels)));
 
-  kernels::batchnorm_statistics_kernel<T>
-      <<<shape.grid, shape.block, 0, ctx.stream()>>>(rows, channels, shape.rows_per_block, x, partials);
-  CUMTL_CHECK_LAUNCH(ctx, "batchnorm_statistics_kernel");
-  kernels::batchnorm_finish_statistics_kernel<compute_t<T>><<<shape.grid.x, shape.block, 0, ctx.stream()>>>(
-      rows, channels, shape.rows_per_block, shape.row_blocks, partials, momentum, eps, running_mean, running_var,
-      saved_mean, saved_invstd);
-  CUMTL_CHECK_LAUNCH(ctx, "batchnorm_finish_statistics_kernel");
-  kernels::batchnorm_apply_kernel<T><<<shape.grid, shape.block, 0, ctx.stream()>>>(
-      rows, channels, shape.rows_per_block, x, residual, gamma, beta,
-      kernels::BatchnormNormalization<compute_t<T>>{saved_mean, saved_invstd, nullptr, eps},
-      activation == Activation::relu, y);
-  CUMTL_CHECK_LAUNCH(ctx, "batchnorm_apply_kernel");
+  launch(ctx, "batchnorm_statistics_kernel", kernels::batchnorm_statistics_kernel<T>, shape.grid, shape.block, rows,
+         channels, shape.rows_per_block, x, partials);
+  launch(ctx, "batchnorm_finish_statistics_kernel", kernels::batchnorm_finish_statistics_kernel<compute_t<T>>,
+         dim3(shape.grid.x), shape.block, rows, channels, shape.rows_per_block, shape.row_blocks, partials, momentum,
+         eps, running_mean, running_var, saved_mean, saved_invstd);
+  launch(ctx, "batchnorm_apply_kernel", kernels::batchnorm_apply_kernel<T>, shape.grid, shape.block, rows, channels,
+         shape.rows_per_block, x, residual, gamma, beta,
+         kernels::BatchnormNormalization<compute_t<T>>{saved_mean, saved_invstd, nullptr, eps},
+         activation == Activation::relu, y);
 }
 
 template <class T>
@@ -86,15 +53,13 @@ void batchnorm_forward_eval(Context& ctx, std::int64_t rows, std::int64_t channe
                             Activation activation, double eps, const compute_t<T>* running_mean,
                             const compute_t<T>* running_var, T* y) {
   if (rows == 0) return;
-  const ProfileRange range("cumtl::batchnorm_forward_eval");
-  const detail::DeviceGuard guard(ctx.device().index());
-  static const int resident = batchnorm_resident_blocks(kernels::batchnorm_apply_kernel<T>);
-  const BatchnormGrid shape = batchnorm_grid(ctx, rows, channels, resident);
-  kernels::batchnorm_apply_kernel<T><<<shape.grid, shape.block, 0, ctx.stream()>>>(
-      rows, channels, shape.rows_per_block, x, residual, gamma, beta,
-      kernels::BatchnormNormalization<compute_t<T>>{running_mean, nullptr, running_var, eps},
-      activation == Activation::relu, y);
-  CUMTL_CHECK_LAUNCH(ctx, "batchnorm_apply_kernel");
+  const LaunchScope scope(ctx, "cumtl::batchnorm_forward_eval");
+  static const int resident = resident_blocks(kernels::batchnorm_apply_kernel<T>, kernels::batchnorm_threads);
+  const ColumnSumGrid shape = batchnorm_grid(ctx, rows, channels, resident);
+  launch(ctx, "batchnorm_apply_kernel", kernels::batchnorm_apply_kernel<T>, shape.grid, shape.block, rows, channels,
+         shape.rows_per_block, x, residual, gamma, beta,
+         kernels::BatchnormNormalization<compute_t<T>>{running_mean, nullptr, running_var, eps},
+         activation == Activation::relu, y);
 }
 
 template <class T>
@@ -102,11 +67,11 @@ void batchnorm_backward(Context& ctx, std::int64_t rows, std::int64_t channels, 
                         const compute_t<T>* gamma, const compute_t<T>* saved_mean, const compute_t<T>* saved_invstd,
                         Activation activation, T* dx, T* dresidual, compute_t<T>* dgamma, compute_t<T>* dbeta,
                         GradientMode mode) {
-  const ProfileRange range("cumtl::batchnorm_backward");
-  const detail::DeviceGuard guard(ctx.device().index());
-  static const int resident = std::min(batchnorm_resident_blocks(kernels::batchnorm_backward_reduce_kernel<T>),
-                                       batchnorm_resident_blocks(kernels::batchnorm_backward_apply_kernel<T>));
-  const BatchnormGrid shape = batchnorm_grid(ctx, rows, channels, resident);
+  const LaunchScope scope(ctx, "cumtl::batchnorm_backward");
+  static const int resident =
+      std::min(resident_blocks(kernels::batchnorm_backward_reduce_kernel<T>, kernels::batchnorm_threads),
+               resident_blocks(kernels::batchnorm_backward_apply_kernel<T>, kernels::batchnorm_threads));
+  const ColumnSumGrid shape = batchnorm_grid(ctx, rows, channels, resident);
   const bool relu = activation == Activation::relu;
   // One reservation for both arrays: a second reserve() could free the first block.
   const std::size_t partial_bytes =
@@ -116,15 +81,13 @@ void batchnorm_backward(Context& ctx, std::int64_t rows, std::int64_t channels, 
   auto* partials = reinterpret_cast<kernels::BatchnormPartialGradient*>(scratch);
   auto* sums = reinterpret_cast<kernels::BatchnormChannelGradient*>(scratch + partial_bytes);
 
-  kernels::batchnorm_backward_reduce_kernel<T><<<shape.grid, shape.block, 0, ctx.stream()>>>(
-      rows, channels, shape.rows_per_block, dy, x, y, relu, saved_mean, partials);
-  CUMTL_CHECK_LAUNCH(ctx, "batchnorm_backward_reduce_kernel");
-  kernels::batchnorm_finish_backward_kernel<compute_t<T>><<<shape.grid.x, shape.block, 0, ctx.stream()>>>(
-      channels, shape.row_blocks, partials, saved_invstd, mode == GradientMode::accumulate, dgamma, dbeta, sums);
-  CUMTL_CHECK_LAUNCH(ctx, "batchnorm_finish_backward_kernel");
-  kernels::batchnorm_backward_apply_kernel<T><<<shape.grid, shape.block, 0, ctx.stream()>>>(
-      rows, channels, shape.rows_per_block, dy, x, y, relu, gamma, saved_mean, saved_invstd, sums, dx, dresidual);
-  CUMTL_CHECK_LAUNCH(ctx, "batchnorm_backward_apply_kernel");
+  launch(ctx, "batchnorm_backward_reduce_kernel", kernels::batchnorm_backward_reduce_kernel<T>, shape.grid, shape.block,
+         rows, channels, shape.rows_per_block, dy, x, y, relu, saved_mean, partials);
+  launch(ctx, "batchnorm_finish_backward_kernel", kernels::batchnorm_finish_backward_kernel<compute_t<T>>,
+         dim3(shape.grid.x), shape.block, channels, shape.row_blocks, partials, saved_invstd,
+         mode == GradientMode::accumulate, dgamma, dbeta, sums);
+  launch(ctx, "batchnorm_backward_apply_kernel", kernels::batchnorm_backward_apply_kernel<T>, shape.grid, shape.block,
+         rows, channels, shape.rows_per_block, dy, x, y, relu, gamma, saved_mean, saved_invstd, sums, dx, dresidual);
 }
 
 }  // namespace cumtl::cuda

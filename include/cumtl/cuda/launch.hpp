@@ -1,6 +1,14 @@
 #pragma once
-// What every launcher of ours does around a kernel (nvcc only): a grid sized
-// for the device, a profiler range named in cumtl's terms, and a launch check.
+// The launch layer: what every launcher of ours does around a kernel (nvcc only).
+//   LaunchScope           for a launcher's scope: a profiler range named in
+//                         cumtl's terms, and ctx's device made current;
+//   launch                one kernel on ctx's stream, the launch checked;
+//   launch_elementwise    a grid-stride kernel over `count` elements;
+//   resident_blocks       blocks of a kernel that fit on one multiprocessor;
+//   multiprocessor_count  ctx's device's multiprocessors;
+//   memset_async          bytes set on ctx's stream;
+// and the grid shapes built from them (the end of this file). The launchers
+// use this layer and no other CUDA runtime call.
 //
 // Launch errors are checked after every launch. With CUMTL_SYNC=1 in the
 // environment the stream is also synchronized after each launch, so a fault
@@ -17,6 +25,7 @@
 #include <nvtx3/nvToolsExt.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -123,13 +132,51 @@ inline cublasHandle_t cublas_handle(Context& ctx) {
 
 #define CUMTL_CHECK_LAUNCH(ctx, kernel) ::cumtl::cuda::check_launch((ctx), (kernel), __FILE__, __LINE__)
 
+// For a launcher's scope: its profiler range, and ctx's device current.
+class LaunchScope {
+ public:
+  LaunchScope(const Context& ctx, const char* name) : range_(name), guard_(ctx.device().index()) {}
+
+ private:
+  ProfileRange range_;
+  detail::DeviceGuard guard_;
+};
+
+inline int multiprocessor_count(const Context& ctx) {
+  return ctx.multiprocessor_count();
+}
+
+// Blocks of `threads` threads of `kernel` that fit on one multiprocessor at once (at least 1).
+template <class... Parameters>
+int resident_blocks(void (*kernel)(Parameters...), int threads) {
+  int blocks = 0;
+  CUMTL_CHECK_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, 0));
+  return std::max(blocks, 1);
+}
+
+inline void memset_async(Context& ctx, void* data, int value, std::size_t bytes) {
+  CUMTL_CHECK_CUDA(cudaMemsetAsync(data, value, bytes, ctx.stream()));
+}
+
+// `kernel` on ctx's stream, in a grid of `grid` blocks of `block` threads; a
+// launch error is reported under `name`.
+template <class... Parameters, class... Arguments>
+void launch(Context& ctx, const char* name, void (*kernel)(Parameters...), dim3 grid, dim3 block,
+            Arguments&&... arguments) {
+  // clang-format takes a .hpp for plain C++ and would split the chevrons.
+  // clang-format off
+  kernel<<<grid, block, 0, ctx.stream()>>>(std::forward<Arguments>(arguments)...);
+  // clang-format on
+  CUMTL_CHECK_LAUNCH(ctx, name);
+}
+
 inline constexpr int elementwise_block = 256;
 
 // Blocks for a grid-stride loop over `count` elements: enough to fill every
 // multiprocessor several times over, no more than the elements need.
 inline unsigned elementwise_grid(const Context& ctx, std::int64_t count) {
   const std::int64_t needed = (count + elementwise_block - 1) / elementwise_block;
-  const std::int64_t resident = std::int64_t(ctx.multiprocessor_count()) * 8;
+  const std::int64_t resident = std::int64_t(multiprocessor_count(ctx)) * 8;
   return unsigned(std::clamp<std::int64_t>(needed, 1, std::max<std::int64_t>(resident, 1)));
 }
 
@@ -139,10 +186,43 @@ template <class... Parameters, class... Arguments>
 void launch_elementwise(Context& ctx, const char* name, void (*kernel)(Parameters...), std::int64_t count,
                         Arguments&&... arguments) {
   if (count == 0) return;
-  const ProfileRange range(name);
-  const detail::DeviceGuard guard(ctx.device().index());
-  kernel<<<elementwise_grid(ctx, count), elementwise_block, 0, ctx.stream()>>>(std::forward<Arguments>(arguments)...);
-  CUMTL_CHECK_LAUNCH(ctx, name);
+  const LaunchScope scope(ctx, name);
+  launch(ctx, name, kernel, dim3(elementwise_grid(ctx, count)), dim3(elementwise_block),
+         std::forward<Arguments>(arguments)...);
+}
+
+// The tile of the column-sum kernels (kernels/batchnorm.cuh, kernels/bias.cuh)
+// over a row-major rows × columns array: a block of `threads` threads is TX
+// columns × TY rows (TX = min(32, columns rounded up to a power of two), TY =
+// threads / TX); the grid is column tiles × row blocks, and each row block owns
+// rows_per_block consecutive rows.
+struct ColumnSumGrid {
+  dim3 block;
+  dim3 grid;
+  std::int64_t rows_per_block = 0;
+  std::int64_t row_blocks = 0;
+};
+
+// `resident` is how many blocks of the launch's kernels fit on one
+// multiprocessor: the row blocks make about one wave of them, so no tail of
+// blocks waits for a second wave and there are as few partials as keep the
+// device busy, but no more than leave each thread `min_rows_per_thread` rows.
+inline ColumnSumGrid column_sum_grid(const Context& ctx, std::int64_t rows, std::int64_t columns, int threads,
+                                     int resident, std::int64_t min_rows_per_thread) {
+  const std::int64_t tile = std::min<std::int64_t>(32, std::int64_t(std::bit_ceil(std::uint64_t(columns))));
+  const std::int64_t tile_rows = threads / tile;
+  const std::int64_t column_tiles = (columns + tile - 1) / tile;
+  const std::int64_t wave = std::int64_t(resident) * multiprocessor_count(ctx);
+  const std::int64_t wanted = std::max<std::int64_t>(1, wave / column_tiles);
+  const std::int64_t fewest_rows_per_block = tile_rows * min_rows_per_thread;
+  const std::int64_t limit = std::min<std::int64_t>((rows + fewest_rows_per_block - 1) / fewest_rows_per_block, 65535);
+  const std::int64_t row_blocks = std::clamp<std::int64_t>(wanted, 1, std::max<std::int64_t>(limit, 1));
+  ColumnSumGrid shape;
+  shape.rows_per_block = std::max<std::int64_t>((rows + row_blocks - 1) / row_blocks, 1);
+  shape.row_blocks = std::max<std::int64_t>((rows + shape.rows_per_block - 1) / shape.rows_per_block, 1);
+  shape.block = dim3(unsigned(tile), unsigned(tile_rows));
+  shape.grid = dim3(unsigned(column_tiles), unsigned(shape.row_blocks));
+  return shape;
 }
 
 }  // namespace cumtl::cuda
