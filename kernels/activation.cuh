@@ -53,12 +53,11 @@ CUMTL_HOST_DEVICE inline bool dropout_keeps(std::uint64_t seed, std::uint64_t in
 // the others 0. The scale is in the compute type, so a 2-byte x is multiplied
 // by float's 1/(1 − p), not by one rounded to 8 or 11 bits.
 template <class T>
-CUMTL_HOST_DEVICE inline T dropout_element(T x, std::uint64_t seed, std::uint64_t index, double p,
-                                           compute_t<T> scale) {
+CUMTL_HOST_DEVICE inline T dropout_element(T x, std::uint64_t seed, std::uint64_t index, double p, compute_t<T> scale) {
   return dropout_keeps(seed, index, p) ? T(compute_t<T>(x) * scale) : T(compute_t<T>(0));
 }
 
-#if defined(__CUDACC__)
+#if defined(CUMTL_KERNEL_CODE)
 // No __restrict__: y may be x (in place).
 template <class T>
 __global__ void relu_forward_kernel(std::int64_t count, const T* x, T* y) {

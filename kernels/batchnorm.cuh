@@ -202,7 +202,7 @@ CUMTL_HOST_DEVICE inline void batchnorm_store_gradient(T& out, double gradient, 
   out = accumulate ? T(double(out) + gradient) : T(gradient);
 }
 
-#if defined(__CUDACC__)
+#if defined(CUMTL_KERNEL_CODE)
 inline constexpr int batchnorm_threads = 256;
 
 // Sums values[ty·TX + tx] over ty into values[tx] in a fixed tree; every thread of the block must call it.

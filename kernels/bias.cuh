@@ -53,7 +53,7 @@ CUMTL_HOST_DEVICE inline void bias_gradient_store(T& out, double sum, bool accum
   out = T(C(accumulate ? double(C(out)) + sum : sum));
 }
 
-#if defined(__CUDACC__)
+#if defined(CUMTL_KERNEL_CODE)
 template <class T>
 __global__ void add_bias_kernel(std::int64_t count, std::int64_t columns, const T* __restrict__ bias,
                                 T* __restrict__ y) {

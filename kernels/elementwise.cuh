@@ -30,7 +30,7 @@ CUMTL_HOST_DEVICE inline T add_element(T a, T b) {
   return T(compute_t<T>(a) + compute_t<T>(b));
 }
 
-#if defined(__CUDACC__)
+#if defined(CUMTL_KERNEL_CODE)
 template <class T>
 __global__ void fill_kernel(T* out, std::int64_t count, T value) {
   CUMTL_GRID_STRIDE_LOOP(i, count) out[i] = value;

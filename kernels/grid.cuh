@@ -5,7 +5,9 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
+#include "cumtl/core/config.hpp"
+
+#if defined(CUMTL_KERNEL_CODE)
 #define CUMTL_GRID_STRIDE_LOOP(i, count)                                                  \
   for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < (count); \
        i += std::int64_t(gridDim.x) * blockDim.x)

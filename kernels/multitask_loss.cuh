@@ -147,7 +147,7 @@ CUMTL_HOST_DEVICE inline double loss_gradient_scale(const LossHeadTable& table, 
   return normalizer > 0 ? table.head[head].weight / normalizer : 0.0;
 }
 
-#if defined(__CUDACC__)
+#if defined(CUMTL_KERNEL_CODE)
 inline constexpr int loss_warps_per_block = 8;
 inline constexpr int loss_finish_threads = 256;
 

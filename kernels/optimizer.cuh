@@ -118,7 +118,7 @@ CUMTL_HOST_DEVICE inline void store_working(Working* working, std::int64_t i, T 
   if constexpr (!std::is_void_v<Working>) working[i] = Working(float(value));
 }
 
-#if defined(__CUDACC__)
+#if defined(CUMTL_KERNEL_CODE)
 template <class T, class Working>
 __global__ void sgd_update_kernel(std::int64_t count, T* __restrict__ values, const T* __restrict__ gradients,
                                   T* __restrict__ buffer, const T* __restrict__ mask, SgdCoefficients<T> c,

@@ -224,7 +224,7 @@ CUMTL_HOST_DEVICE inline T global_avg_pool_backward_element(Index i, std::int64_
   return T(compute_t<T>(dy[n * Index(channels) + c]) / compute_t<T>(plane));
 }
 
-#if defined(__CUDACC__)
+#if defined(CUMTL_KERNEL_CODE)
 template <class T, class Index>
 __global__ void max_pool2d_forward_kernel(PoolShape shape, std::int64_t count, const T* __restrict__ x,
                                           T* __restrict__ y, std::int32_t* __restrict__ argmax) {

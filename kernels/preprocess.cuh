@@ -53,7 +53,7 @@ CUMTL_HOST_DEVICE inline T normalize_pixel(std::uint8_t pixel, T scale, T shift)
   return std::fma(T(pixel), scale, shift);
 }
 
-#if defined(__CUDACC__)
+#if defined(CUMTL_KERNEL_CODE)
 template <class T, int Channels>
 __global__ void normalize_images_kernel(std::int64_t count, const std::uint8_t* __restrict__ pixels,
                                         ChannelAffine<compute_t<T>> affine, T* __restrict__ out) {

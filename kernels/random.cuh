@@ -83,7 +83,7 @@ CUMTL_HOST_DEVICE inline T normal_element(std::uint64_t seed, std::uint64_t inde
   return fused_multiply_add(stddev, T(standard), mean);
 }
 
-#if defined(__CUDACC__)
+#if defined(CUMTL_KERNEL_CODE)
 template <class T>
 __global__ void uniform_kernel(T* out, std::int64_t count, std::uint64_t seed, std::uint64_t offset, T low, T high) {
   CUMTL_GRID_STRIDE_LOOP(i, count) out[i] = uniform_element(seed, offset + std::uint64_t(i), low, high);

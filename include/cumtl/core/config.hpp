@@ -6,9 +6,17 @@
 // is one implementation unit, <cumtl/cuda_backend.cu>, that a program compiles
 // once with nvcc; it registers itself at start-up (core/cuda_backend.hpp).
 
-// Math shared by a CUDA kernel and its CPU twin.
+// Math shared by a CUDA kernel and its CPU twin (CUMTL_HOST_DEVICE), and
+// whether the kernels themselves are compiled (CUMTL_KERNEL_CODE): by nvcc, and
+// by the host compiler in the kernel emulation tests (tests/emulation), which
+// emulate CUDA's execution model on the CPU.
 #if defined(__CUDACC__)
 #define CUMTL_HOST_DEVICE __host__ __device__
+#define CUMTL_KERNEL_CODE 1
+#elif defined(CUMTL_EMULATE_CUDA)
+#include "cumtl_emulation/execution_model.hpp"
+#define CUMTL_HOST_DEVICE
+#define CUMTL_KERNEL_CODE 1
 #else
 #define CUMTL_HOST_DEVICE
 #endif

@@ -1,5 +1,5 @@
 #pragma once
-// The launch layer: what every launcher of ours does around a kernel (nvcc only).
+// The launch layer: what every launcher of ours does around a kernel.
 //   LaunchScope           for a launcher's scope: a profiler range named in
 //                         cumtl's terms, and ctx's device made current;
 //   launch                one kernel on ctx's stream, the launch checked;
@@ -7,14 +7,27 @@
 //   resident_blocks       blocks of a kernel that fit on one multiprocessor;
 //   multiprocessor_count  ctx's device's multiprocessors;
 //   memset_async          bytes set on ctx's stream;
-// and the grid shapes built from them (the end of this file). The launchers
-// use this layer and no other CUDA runtime call.
+// and the grid shapes built from them (the end of this file). nvcc's layer
+// follows. The kernel emulation tests (tests/emulation) compile the launchers
+// with the host compiler and bring a layer of their own with the same names,
+// which runs each kernel on the CPU: the launchers above this layer and
+// the kernels below it are the ones a GPU runs.
 //
 // Launch errors are checked after every launch. With CUMTL_SYNC=1 in the
 // environment the stream is also synchronized after each launch, so a fault
 // is reported by the launcher of the kernel that caused it instead of by some
 // later call (slow: for debugging only).
 
+#include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <utility>
+
+#include "cumtl/core/context.hpp"
+
+#if defined(CUMTL_EMULATE_CUDA)
+#include "cumtl_emulation/launch_layer.hpp"
+#else
 #if !defined(__CUDACC__)
 #error "cumtl/cuda/launch.hpp is for the CUDA backend's implementation unit, compiled by nvcc"
 #endif
@@ -24,14 +37,9 @@
 #include <cudnn.h>
 #include <nvtx3/nvToolsExt.h>
 
-#include <algorithm>
-#include <bit>
-#include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <utility>
 
-#include "cumtl/core/context.hpp"
 #include "cumtl/cuda/cudnn_conv.hpp"
 #include "cumtl/cuda/status.hpp"
 
@@ -169,6 +177,11 @@ void launch(Context& ctx, const char* name, void (*kernel)(Parameters...), dim3 
   // clang-format on
   CUMTL_CHECK_LAUNCH(ctx, name);
 }
+
+}  // namespace cumtl::cuda
+#endif
+
+namespace cumtl::cuda {
 
 inline constexpr int elementwise_block = 256;
 
