@@ -10,9 +10,10 @@
 #include <vector>
 
 #include "cumtl/core/context.hpp"
+#include "cumtl/core/half.hpp"
 #include "cumtl_emulation/execution_model.hpp"
 
-#include "../support/testing.hpp"
+#include "../support/checks.hpp"
 
 namespace cumtl_emulation_test {
 
@@ -50,10 +51,21 @@ std::span<const T> cases(const T (&all)[N]) {
   return std::span<const T>(all, every_case ? N : 1);
 }
 
-// Values uniform in [low, high), the same for the same seed (2-byte types: float draws rounded).
+// Values uniform in [low, high), the same for the same seed (2-byte types:
+// float draws rounded).
 template <class T>
 std::vector<T> random_values(std::int64_t count, std::uint64_t seed, double low = -2, double high = 2) {
-  return cumtl_test::random_tensor<T>(cumtl::Shape{count}, seed, low, high).template to_vector<T>();
+  std::mt19937_64 generator(seed);
+  std::uniform_real_distribution<double> distribution(low, high);
+  std::vector<T> values(static_cast<std::size_t>(count));
+  for (T& value : values) {
+    const double draw = distribution(generator);
+    if constexpr (cumtl::is_two_byte_float<T>)
+      value = T(float(draw));
+    else
+      value = T(draw);
+  }
+  return values;
 }
 
 // Integers uniform in [low, high), the same for the same seed.

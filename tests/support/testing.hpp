@@ -7,18 +7,14 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
-#include <initializer_list>
 #include <random>
 #include <string>
-#include <string_view>
 #include <type_traits>
 #include <vector>
 
 #include <cumtl/cumtl.hpp>
 
-// Test names say bfloat16_t and float16_t rather than the template they alias.
-TYPE_TO_STRING(cumtl::bfloat16_t);
-TYPE_TO_STRING(cumtl::float16_t);
+#include "checks.hpp"
 
 namespace cumtl_test {
 
@@ -36,38 +32,6 @@ struct TemporaryFolder {
   TemporaryFolder(const TemporaryFolder&) = delete;
   TemporaryFolder& operator=(const TemporaryFolder&) = delete;
 };
-
-// The message of the cumtl::Error that `action` throws, or a text saying none was.
-template <class Action>
-std::string error_message(Action&& action) {
-  try {
-    action();
-  } catch (const cumtl::Error& error) {
-    return error.what();
-  }
-  return "(no cumtl::Error was thrown)";
-}
-
-inline bool contains_all(const std::string& text, std::initializer_list<std::string_view> parts) {
-  for (std::string_view part : parts)
-    if (text.find(part) == std::string::npos) return false;
-  return true;
-}
-
-// Largest |a-b| / max(|b|, floor) over two equally long arrays; infinite on a NaN.
-// 2-byte values are widened through float, as they compute.
-template <class T>
-double max_relative_error(const std::vector<T>& a, const std::vector<T>& b, double floor = 1e-6) {
-  REQUIRE(a.size() == b.size());
-  const auto wide = [](const T& value) { return double(cumtl::compute_t<T>(value)); };
-  double worst = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const double difference = std::abs(wide(a[i]) - wide(b[i]));
-    if (std::isnan(difference)) return INFINITY;
-    worst = std::max(worst, difference / std::max(std::abs(wide(b[i])), floor));
-  }
-  return worst;
-}
 
 // A CPU tensor of values uniform in [low, high), the same for the same seed; a
 // bf16 or f16 one holds the float32 draws rounded.
@@ -118,24 +82,6 @@ bool any_rounded(const cumtl::Tensor& wide) {
   return std::any_of(values.begin(), values.end(), [](float v) { return float(Half(v)) != v; });
 }
 
-// Largest |actual − expected| over the largest |expected|; infinite on a NaN.
-// Outputs and gradients cross zero, where an elementwise relative error means
-// nothing, so errors are measured against the result's scale. 2-byte values
-// are widened through float.
-template <class A, class B>
-double error_over_scale(const std::vector<A>& actual, const std::vector<B>& expected) {
-  REQUIRE(actual.size() == expected.size());
-  double worst = 0, scale = 0;
-  for (std::size_t i = 0; i < actual.size(); ++i) {
-    const double wanted = double(cumtl::compute_t<B>(expected[i]));
-    const double difference = std::abs(double(cumtl::compute_t<A>(actual[i])) - wanted);
-    if (std::isnan(difference)) return INFINITY;
-    worst = std::max(worst, difference);
-    scale = std::max(scale, std::abs(wanted));
-  }
-  return scale == 0 ? worst : worst / scale;
-}
-
 // The same for a CPU float32 or float64 tensor.
 template <class B>
 double error_over_scale(const cumtl::Tensor& actual, const std::vector<B>& expected) {
@@ -144,11 +90,3 @@ double error_over_scale(const cumtl::Tensor& actual, const std::vector<B>& expec
 }
 
 }  // namespace cumtl_test
-
-// Checks that `expression` throws a cumtl::Error whose text contains every part.
-#define CHECK_ERROR_WITH(expression, ...)                                                        \
-  do {                                                                                           \
-    const std::string cumtl_message_ = ::cumtl_test::error_message([&] { (void)(expression); }); \
-    INFO("error text: ", cumtl_message_);                                                        \
-    CHECK(::cumtl_test::contains_all(cumtl_message_, {__VA_ARGS__}));                            \
-  } while (false)
