@@ -20,6 +20,7 @@
 #include "cumtl/cuda/batchnorm.cuh"
 #include "cumtl/cuda/bias.cuh"
 #include "cumtl/cuda/multitask_loss.cuh"
+#include "cumtl/loss/multitask_loss.hpp"
 
 #include "support.hpp"
 
@@ -171,31 +172,19 @@ using cumtl::kernels::LossHeadTable;
 using cumtl::kernels::LossNormalization;
 
 // Heads of fewer and of more outputs than a warp has lanes: 7 and 40 classes,
-// 12 and 35 labels (the lanes' strided loops then take two turns).
+// 12 and 35 labels (the lanes' strided loops then take two turns), as a
+// MultiTaskLoss hands them to the kernels.
 LossHeadTable loss_heads(LossNormalization normalization, bool missing_as_negative) {
-  LossHeadTable table;
-  table.normalization = normalization;
-  table.missing_as_negative = missing_as_negative;
-  const struct {
-    LossHeadKind kind;
-    int outputs;
-    double weight, smoothing;
-  } heads[] = {{LossHeadKind::softmax, 7, 1.0, 0.0},
-               {LossHeadKind::sigmoid, 12, 0.5, 0.0},
-               {LossHeadKind::softmax, 40, 0.3, 0.1},
-               {LossHeadKind::sigmoid, 35, 0.7, 0.0}};
-  for (const auto& head : heads) {
-    LossHeadTable::Head& entry = table.head[table.count++];
-    entry = {head.kind, table.logit_columns, head.outputs, 0, head.weight, head.smoothing};
-    table.logit_columns += head.outputs;
-    if (head.kind == LossHeadKind::softmax) {
-      entry.label_column = table.class_columns++;
-    } else {
-      entry.label_column = table.binary_columns;
-      table.binary_columns += head.outputs;
-    }
-  }
-  return table;
+  using cumtl::HeadKind;
+  const cumtl::MultiTaskLoss loss(
+      {{.name = "emotion", .kind = HeadKind::softmax, .outputs = 7, .weight = 1.0},
+       {.name = "au", .kind = HeadKind::sigmoid, .outputs = 12, .weight = 0.5},
+       {.name = "compound", .kind = HeadKind::softmax, .outputs = 40, .weight = 0.3, .label_smoothing = 0.1},
+       {.name = "landmarks", .kind = HeadKind::sigmoid, .outputs = 35, .weight = 0.7}},
+      {.normalization = normalization,
+       .missing_sigmoid_labels =
+           missing_as_negative ? cumtl::MissingLabels::as_negative : cumtl::MissingLabels::ignore});
+  return loss.head_table();
 }
 
 // Labels of which about a third are missing; rows that are multiples of 5 lack every binary label.

@@ -133,6 +133,8 @@ class MultiTaskLoss {
   int logit_columns() const noexcept { return table_.logit_columns; }    // T
   int class_columns() const noexcept { return table_.class_columns; }    // S
   int binary_columns() const noexcept { return table_.binary_columns; }  // B
+  // The heads as the kernels take them (kernels/multitask_loss.cuh).
+  const kernels::LossHeadTable& head_table() const noexcept { return table_; }
 
   // The column of head `name` in the logits, and in the labels (classes for a
   // softmax head, the first of its columns in binary for a sigmoid head).

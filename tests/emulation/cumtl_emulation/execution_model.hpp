@@ -340,7 +340,7 @@ class Launch {
   // Every block in turn; each block's fibers until all have returned.
   void run() {
     const int threads = int(block_.x * block_.y * block_.z);
-    std::vector<Fiber*>& fibers = pool(threads);
+    const std::vector<std::unique_ptr<Fiber>>& fibers = pool(threads);
     warps_ = std::vector<Warp>(std::size_t((threads + warpSize - 1) / warpSize));
     Launch* const outer = active().load(std::memory_order_relaxed);
     active().store(this, std::memory_order_relaxed);
@@ -395,13 +395,9 @@ class Launch {
 
  private:
   // Fibers (and their stacks) are made once per process and reused by every launch.
-  static std::vector<Fiber*>& pool(int threads) {
-    static std::vector<std::unique_ptr<Fiber>> owned;
-    static std::vector<Fiber*> fibers;
-    while (int(fibers.size()) < threads) {
-      owned.push_back(std::make_unique<Fiber>());
-      fibers.push_back(owned.back().get());
-    }
+  static const std::vector<std::unique_ptr<Fiber>>& pool(int threads) {
+    static std::vector<std::unique_ptr<Fiber>> fibers;
+    while (int(fibers.size()) < threads) fibers.push_back(std::make_unique<Fiber>());
     return fibers;
   }
 
@@ -440,7 +436,7 @@ class Launch {
   }
 
   // Sweeps over the block's fibers, running each that can go on until it waits or returns.
-  void run_block(const std::vector<Fiber*>& fibers, int threads, uint3 coordinates) {
+  void run_block(const std::vector<std::unique_ptr<Fiber>>& fibers, int threads, uint3 coordinates) {
     for (;;) {
       bool ran = false, all_returned = true;
       for (int t = 0; t < threads; ++t) {
@@ -461,7 +457,7 @@ class Launch {
     }
   }
 
-  [[noreturn]] void report_stuck(const std::vector<Fiber*>& fibers, int threads, uint3 coordinates) {
+  [[noreturn]] void report_stuck(const std::vector<std::unique_ptr<Fiber>>& fibers, int threads, uint3 coordinates) {
     std::string message = "block (" + std::to_string(coordinates.x) + ", " + std::to_string(coordinates.y) + ", " +
                           std::to_string(coordinates.z) + ") can go no further:";
     for (int t = 0; t < threads; ++t) {
