@@ -148,6 +148,8 @@ int main(int argc, char** argv) {
       set("GROUP_RANK", std::to_string(node_rank));
       set("MASTER_ADDR", address);
       set("MASTER_PORT", std::to_string(port));
+      // The port is this launcher's choice, free: no torchrun agent around it holds it.
+      ::unsetenv("TORCHELASTIC_USE_AGENT_STORE");
       std::vector<char*> arguments;
       for (std::string& argument : command) arguments.push_back(argument.data());
       arguments.push_back(nullptr);

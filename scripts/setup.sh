@@ -14,6 +14,7 @@ packages=(
   libcli11-dev       # command-line parsing for the programs in examples/
   nlohmann-json3-dev # JSON: safetensors headers, run files, cuDNN device fixtures
   libgloo-dev        # Gloo: collectives between CPU ranks for data-parallel training
+  openmpi-bin        # mpirun: the distributed tests start ranks with it, as users do
 )
 
 missing=()

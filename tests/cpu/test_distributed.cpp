@@ -91,6 +91,7 @@ TEST_SUITE("distributed") {
     CHECK(torchrun.nodes == 2);
     CHECK(torchrun.master_address == "node0");
     CHECK(torchrun.master_port == 1234);
+    CHECK(torchrun.rendezvous_port() == 1234);
 
     const distributed::WorldInfo mpi =
         distributed::world_from_environment(environment_of({{"OMPI_COMM_WORLD_RANK", "2"},
@@ -120,6 +121,22 @@ TEST_SUITE("distributed") {
     const distributed::WorldInfo script = distributed::world_from_environment(
         environment_of({{"SLURM_PROCID", "0"}, {"SLURM_STEP_NUM_TASKS", "4"}, {"SLURM_LOCALID", "0"}}));
     CHECK_FALSE(script.distributed());
+  }
+
+  TEST_CASE("world: under torchrun's agent store, the rendezvous takes the port after MASTER_PORT") {
+    const auto world_with = [](const char* agent_store, const char* port) {
+      return distributed::world_from_environment(environment_of(
+          {{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", port}, {"TORCHELASTIC_USE_AGENT_STORE", agent_store}}));
+    };
+    const distributed::WorldInfo agent = world_with("True", "29400");
+    CHECK(agent.master_port == 29400);
+    CHECK(agent.rendezvous_port() == 29401);
+    CHECK(cumtl_test::contains_all(agent.rendezvous_port_name(), {"MASTER_PORT + 1", "torchrun"}));
+    // torchrun's c10d rendezvous leaves MASTER_PORT free and says False.
+    const distributed::WorldInfo own = world_with("False", "29400");
+    CHECK(own.rendezvous_port() == 29400);
+    CHECK(own.rendezvous_port_name() == "MASTER_PORT");
+    CHECK_ERROR_WITH(world_with("True", "65535"), "MASTER_PORT=65535", "no port after torchrun's store");
   }
 
   TEST_CASE("world: inconsistent variables are refused by name") {
@@ -157,6 +174,8 @@ TEST_SUITE("distributed") {
     distributed::TcpStoreClient client("127.0.0.1", server.port(), 300ms);
     CHECK_ERROR_WITH(client.get("never"), "'never' did not appear", "has not started, or has failed");
     CHECK_ERROR_WITH(distributed::TcpStoreServer(server.port()), "cannot listen on port", "MASTER_PORT");
+    CHECK_ERROR_WITH(distributed::TcpStoreServer(server.port(), "MASTER_PORT + 1, after torchrun's own store"),
+                     "(MASTER_PORT + 1, after torchrun's own store)");
     const int unused = free_port();
     CHECK_ERROR_WITH(distributed::TcpStoreClient("127.0.0.1", unused, 300ms), "could not reach rank 0", "MASTER_ADDR");
   }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Data-parallel cumtl-train with every rank a process on loopback (the CPU engine), run as a user runs it.
 
-    CUMTL_DISTRIBUTED_BIN=build/examples CUMTL_DISTRIBUTED_OUT=/tmp/dist tests/programs/test_distributed.py [Launch|Resume|Failure]
+    CUMTL_DISTRIBUTED_BIN=build/examples CUMTL_DISTRIBUTED_OUT=/tmp/dist tests/programs/test_distributed.py [Launch|Resume|Failure|SyncBatchNorm|Launchers]
 
 Launch: cumtl-launch starts 2 ranks; one run folder, whose summary states the world; rank 1 prints nothing.
 Resume: a 2-rank run stopped with Ctrl-C and resumed ends bit for bit like the uninterrupted 2-rank run.
@@ -9,12 +9,15 @@ Failure: a rank killed mid-run makes the other exit with the error within the ti
 others and names the rank; ranks started with other settings refuse to train.
 SyncBatchNorm: 2 ranks with --sync-bn train like 1 process on the union batch (per-epoch losses and metrics within
 a tolerance; without --sync-bn they do not).
+Launchers: ranks started as torchrun starts them (its agent's store holding MASTER_PORT) and by OpenMPI's mpirun
+(CUMTL_MPIRUN) train and write one run folder.
 """
 
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +27,7 @@ BIN = os.environ.get("CUMTL_DISTRIBUTED_BIN", "")
 OUT = os.environ.get("CUMTL_DISTRIBUTED_OUT", "")
 TRAIN = os.path.join(BIN, "cumtl-train")
 LAUNCH = os.path.join(BIN, "cumtl-launch")
+MPIRUN = os.environ.get("CUMTL_MPIRUN", "")
 
 # A small run: 4 epochs of 2 x 8 faces of 32 px per step on the compact model, a few seconds.
 SMALL = ["--device", "cpu", "--synth-train", "640", "--synth-test", "64", "--size", "32", "--batch", "8",
@@ -60,7 +64,6 @@ def rank_environment(rank, port):
 
 
 def free_port():
-    import socket
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -297,6 +300,47 @@ class SyncBatchNorm(unittest.TestCase):
         # The comparison can tell synchronized batch norm apart.
         self.assertGreater(measured["per-rank"]["losses"][0], 100 * self.LOSS_TOLERANCE, measured)
         self.assertGreater(measured["per-rank"]["weights"][0], 100 * self.WEIGHT_TOLERANCE, measured)
+
+
+@unittest.skipUnless(BIN and OUT, "CUMTL_DISTRIBUTED_BIN and CUMTL_DISTRIBUTED_OUT name the programs and a folder")
+class Launchers(unittest.TestCase):
+    """Ranks started as torchrun and OpenMPI's mpirun start them train like those of cumtl-launch."""
+
+    def assert_two_rank_run(self, run, returncodes, stdouts, stderrs):
+        self.assertEqual(returncodes, [0, 0], "".join(stderrs) + "".join(stdouts))
+        with open(os.path.join(run, "summary.json")) as file:
+            summary = json.load(file)
+        self.assertEqual(summary["world_size"], 2)
+        self.assertEqual(summary["global_batch"], 16)
+        self.assertEqual("".join(stdouts).count("final ("), 1, stdouts)
+
+    def test_torchrun_agent_store_holding_master_port(self):
+        # torchrun's default (static) rendezvous: its agent's own store listens at MASTER_PORT, and its workers get
+        # TORCHELASTIC_USE_AGENT_STORE=True beside the variables cumtl-launch sets.
+        run = folder("launchers/torchrun")
+        with socket.socket() as agent_store:
+            agent_store.bind(("127.0.0.1", 0))
+            agent_store.listen()
+            port = agent_store.getsockname()[1]
+            with socket.socket() as probe:
+                probe.bind(("", port + 1))  # fails the test at once if cumtl's port is not free
+            ranks = [subprocess.Popen([TRAIN, *SMALL, "--out", run],
+                                      env=dict(rank_environment(rank, port), GROUP_RANK="0", ROLE_RANK=str(rank),
+                                               TORCHELASTIC_USE_AGENT_STORE="True"),
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+            outputs = [process.communicate(timeout=300) for process in ranks]
+        self.assert_two_rank_run(run, [process.returncode for process in ranks], [out for out, _ in outputs],
+                                 [errors for _, errors in outputs])
+
+    @unittest.skipUnless(MPIRUN, "CUMTL_MPIRUN names OpenMPI's mpirun")
+    def test_mpirun(self):
+        run = folder("launchers/mpirun")
+        command = [MPIRUN, "-np", "2", "--oversubscribe", "--bind-to", "none", "-x", "MASTER_PORT"]
+        if os.geteuid() == 0:
+            command.append("--allow-run-as-root")
+        result = subprocess.run([*command, TRAIN, *SMALL, "--out", run], capture_output=True, text=True,
+                                timeout=300, env=dict(os.environ, MASTER_PORT=str(free_port())))
+        self.assert_two_rank_run(run, [result.returncode, 0], [result.stdout], [result.stderr])
 
 
 if __name__ == "__main__":

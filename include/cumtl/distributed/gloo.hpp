@@ -3,7 +3,8 @@
 // collectives) over TCP. A program that includes this header links Gloo
 // (CMake: the cumtl::gloo target, or `-lgloo`).
 //
-// Rendezvous: rank 0 serves a TcpStoreServer at MASTER_ADDR:MASTER_PORT; every
+// Rendezvous: rank 0 serves a TcpStoreServer at MASTER_ADDR:MASTER_PORT (the
+// port after it where torchrun's agent holds that one, world.hpp); every
 // rank publishes its Gloo endpoints there and connects to every other rank
 // (a full mesh); the store closes once all are connected. Every collective
 // after that runs on Gloo's sockets under the communicator's timeout: a rank
@@ -78,9 +79,9 @@ class GlooCommunicator final : public Communicator {
     CUMTL_REQUIRE(world.world_size >= 1 && world.rank >= 0 && world.rank < world.world_size, "rank ", world.rank,
                   " is outside a world of ", world.world_size);
     std::optional<TcpStoreServer> server;
-    if (world.rank == 0) server.emplace(world.master_port);
+    if (world.rank == 0) server.emplace(world.rendezvous_port(), world.rendezvous_port_name());
     try {
-      TcpStoreClient client(world.master_address, world.master_port, timeout_);
+      TcpStoreClient client(world.master_address, world.rendezvous_port(), timeout_);
       detail::GlooStore store(client);
       gloo::transport::tcp::attr attributes;
       if (!options.interface.empty()) {

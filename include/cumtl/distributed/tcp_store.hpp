@@ -29,6 +29,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -94,8 +95,9 @@ inline constexpr std::uint32_t max_store_entry = 1u << 20;
 
 class TcpStoreServer {
  public:
-  // Listens on every interface at `port` (0: a free port, then port() says which).
-  explicit TcpStoreServer(int port) : port_(port) {
+  // Listens on every interface at `port` (0: a free port, then port() says which); errors call the port
+  // `port_name` (the variable it came from).
+  explicit TcpStoreServer(int port, std::string_view port_name = "MASTER_PORT") : port_(port) {
     listener_ = ::socket(AF_INET6, SOCK_STREAM, 0);
     const bool ipv6 = listener_ >= 0;
     if (!ipv6) listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -120,7 +122,7 @@ class TcpStoreServer {
     if (bound != 0 || ::listen(listener_, 128) != 0) {
       const std::string reason = detail::errno_text();
       ::close(listener_);
-      CUMTL_FAIL("rank 0 cannot listen on port ", port, " for the other ranks (MASTER_PORT): ", reason,
+      CUMTL_FAIL("rank 0 cannot listen on port ", port, " for the other ranks (", port_name, "): ", reason,
                  "; another job may hold it — choose another port");
     }
     sockaddr_storage bound_address{};

@@ -10,6 +10,11 @@
 //   every launcher           MASTER_ADDR (default 127.0.0.1 when every rank is
 //                            on one node), MASTER_PORT (default 29500)
 //
+// Rank 0 serves cumtl's rendezvous at MASTER_PORT, except under torchrun's
+// agent store: torchrun's default (static) rendezvous keeps its own store
+// listening at MASTER_PORT and says so to its workers with
+// TORCHELASTIC_USE_AGENT_STORE=True; cumtl then takes the port after it.
+//
 // Slurm's variables count only inside a job step (SLURM_STEP_ID set): a batch
 // script itself is one process even when the job has many tasks. No variable
 // set means a world of one, today's single-process run.
@@ -33,9 +38,15 @@ struct WorldInfo {
   int nodes = 1;
   std::string master_address = "127.0.0.1";
   int master_port = 29500;
-  std::string launcher;  // "torchrun", "OpenMPI", "Slurm"; empty for a world of one
+  std::string launcher;                        // "torchrun", "OpenMPI", "Slurm"; empty for a world of one
+  bool launcher_store_at_master_port = false;  // TORCHELASTIC_USE_AGENT_STORE=True
 
   bool distributed() const noexcept { return world_size > 1; }
+  // Where rank 0 serves the rendezvous, and what messages call that port.
+  int rendezvous_port() const noexcept { return launcher_store_at_master_port ? master_port + 1 : master_port; }
+  std::string rendezvous_port_name() const {
+    return launcher_store_at_master_port ? "MASTER_PORT + 1, after torchrun's own store" : "MASTER_PORT";
+  }
 };
 
 // Looks a variable up; nothing when it is unset.
@@ -114,6 +125,12 @@ inline WorldInfo world_from_environment(const Environment& environment = process
   if (environment("MASTER_PORT")) {
     world.master_port = detail::parse_count(environment, "MASTER_PORT", 1);
     CUMTL_REQUIRE(world.master_port <= 65535, "MASTER_PORT=", world.master_port, " is not a TCP port");
+  }
+  if (const std::optional<std::string> agent_store = environment("TORCHELASTIC_USE_AGENT_STORE")) {
+    world.launcher_store_at_master_port = *agent_store == "True" || *agent_store == "true" || *agent_store == "1";
+    CUMTL_REQUIRE(!world.launcher_store_at_master_port || world.master_port < 65535, "MASTER_PORT=", world.master_port,
+                  " leaves no port after torchrun's store (TORCHELASTIC_USE_AGENT_STORE=", *agent_store,
+                  ") for cumtl's rendezvous");
   }
   return world;
 }
