@@ -28,6 +28,12 @@
 // 8E·T, plus O(P·C) doubles; the statistics cannot be fused into the apply
 // because every output needs the whole batch's mean first.
 //
+// Synchronized over data-parallel ranks, pass 2 becomes: this rank's moments
+// (BatchnormRankMoments), a sum of [Σx | count] over the ranks, each channel's
+// m2 merged with the whole mean, a sum of the m2s, the statistics stored; and
+// pass 5's sums are summed over the ranks before pass 6. Every step is per
+// channel: O(C) doubles, the same values and layout as the CPU twin's.
+//
 // Numerics. A thread sums (x − K) and (x − K)² in double with K its first
 // value (the shifted-data algorithm): since K is one of the values, the
 // cancellation in M2 = Σ(x−K)² − (Σ(x−K))²/n is bounded by a factor n (the
@@ -53,6 +59,7 @@
 
 #include "cumtl/core/config.hpp"
 #include "cumtl/core/half.hpp"
+#include "cumtl/kernels/grid.cuh"
 
 namespace cumtl::kernels {
 
@@ -137,6 +144,50 @@ CUMTL_HOST_DEVICE inline BatchnormMoments batchnorm_merge(const BatchnormMoments
   const double delta = b.mean - a.mean, weight = b.count / count;
   return {count, a.mean + delta * weight, a.m2 + b.m2 + delta * delta * a.count * weight};
 }
+
+// Synchronized batch norm's merge of one rank's moments into the whole
+// batch's (Chan, Golub and LeVeque, one term per rank): given the sums over
+// the ranks of count·mean and of the counts, the rank's m2 gains
+// count·(its mean − the whole mean)², so that the m2s summed over the ranks
+// are the whole m2; its mean becomes the whole mean.
+CUMTL_HOST_DEVICE inline void batchnorm_merge_rank(double& mean, double& m2, double count, double whole_sum,
+                                                   double whole_count) {
+  const double whole_mean = whole_sum / whole_count, deviation = mean - whole_mean;
+  m2 += count * deviation * deviation;
+  mean = whole_mean;
+}
+
+// Where the CUDA twin of synchronized batch norm keeps a channel's moments in
+// one array of 3C + 1 doubles, laid out for the two sums over the ranks, which
+// take [Σx | count], then [m2], as the CPU twin's do:
+//   [this rank's mean (C) | Σx (C) | count (1) | m2 (C)].
+struct BatchnormRankMoments {
+  double* mean;
+  double* sums;  // followed by the count
+  double* count;
+  double* m2;
+
+  CUMTL_HOST_DEVICE static constexpr std::int64_t doubles(std::int64_t channels) { return 3 * channels + 1; }
+  CUMTL_HOST_DEVICE static BatchnormRankMoments in(double* values, std::int64_t channels) {
+    return {values, values + channels, values + 2 * channels, values + 2 * channels + 1};
+  }
+};
+
+// What the backward leaves per channel for its apply, in one array of 2C + 1
+// doubles: [Σ dpre (C) | Σ dpre·(x − mean) (C) | rows (1)]. Synchronized batch
+// norm sums the whole array over the ranks, as the CPU twin does.
+struct BatchnormGradientSums {
+  const double* values;
+  std::int64_t channels;
+
+  CUMTL_HOST_DEVICE static constexpr std::int64_t doubles(std::int64_t channels) { return 2 * channels + 1; }
+  CUMTL_HOST_DEVICE double rows() const { return values[2 * channels]; }
+  // dbeta and dgamma of the rows summed, dgamma with the channel's invstd.
+  template <class P>
+  CUMTL_HOST_DEVICE BatchnormChannelGradient of(std::int64_t channel, P invstd) const {
+    return {values[channel], double(invstd) * values[channels + channel]};
+  }
+};
 
 // Writes what forward train leaves for backward and updates the running
 // statistics as PyTorch does (the running variance is the unbiased one).
@@ -245,14 +296,15 @@ __global__ void __launch_bounds__(batchnorm_threads)
     partials[std::int64_t(blockIdx.y) * channels + channel] = {moments[slot].mean, moments[slot].m2};
 }
 
-// Pass 2: one column of threads per channel over the P partials, strided by TY, then a fixed tree.
-template <class P>
-__global__ void __launch_bounds__(batchnorm_threads)
-    batchnorm_finish_statistics_kernel(std::int64_t rows, std::int64_t channels, std::int64_t rows_per_block,
-                                       std::int64_t row_blocks, const BatchnormPartialMoments* __restrict__ partials,
-                                       double momentum, double eps, P* running_mean, P* running_var, P* saved_mean,
-                                       P* saved_invstd) {
-  __shared__ double sums[batchnorm_threads];
+// Pass 2's reduction: one column of threads per channel over the P partials, strided by TY, then a fixed tree.
+// Every thread of the block calls it; each gets its channel's mean and m2 (zeros past the channels).
+struct BatchnormChannelMoments {
+  double mean;
+  double m2;
+};
+__device__ inline BatchnormChannelMoments batchnorm_combine_partials(
+    std::int64_t rows, std::int64_t channels, std::int64_t rows_per_block, std::int64_t row_blocks,
+    const BatchnormPartialMoments* __restrict__ partials, double* sums) {
   const std::int64_t channel = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const bool active = channel < channels;
   const int slot = int(threadIdx.y * blockDim.x + threadIdx.x);
@@ -278,9 +330,60 @@ __global__ void __launch_bounds__(batchnorm_threads)
   sums[slot] = m2;
   __syncthreads();
   batchnorm_sum_columns(sums);
-  if (threadIdx.y == 0 && active)
-    batchnorm_store_statistics(channel, mean, sums[threadIdx.x], double(rows), momentum, eps, running_mean, running_var,
-                               saved_mean, saved_invstd);
+  return {mean, sums[threadIdx.x]};
+}
+
+// Pass 2: the statistics of the batch, stored.
+template <class P>
+__global__ void __launch_bounds__(batchnorm_threads)
+    batchnorm_finish_statistics_kernel(std::int64_t rows, std::int64_t channels, std::int64_t rows_per_block,
+                                       std::int64_t row_blocks, const BatchnormPartialMoments* __restrict__ partials,
+                                       double momentum, double eps, P* running_mean, P* running_var, P* saved_mean,
+                                       P* saved_invstd) {
+  __shared__ double sums[batchnorm_threads];
+  const std::int64_t channel = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const BatchnormChannelMoments moments =
+      batchnorm_combine_partials(rows, channels, rows_per_block, row_blocks, partials, sums);
+  if (threadIdx.y == 0 && channel < channels)
+    batchnorm_store_statistics(channel, moments.mean, moments.m2, double(rows), momentum, eps, running_mean,
+                               running_var, saved_mean, saved_invstd);
+}
+
+// Synchronized, pass 2 instead: this rank's moments, laid out for the sums over the ranks. This kernel and the next
+// are templates only so that every translation unit including this header may define them.
+template <int = 0>
+__global__ void __launch_bounds__(batchnorm_threads)
+    batchnorm_rank_moments_kernel(std::int64_t rows, std::int64_t channels, std::int64_t rows_per_block,
+                                  std::int64_t row_blocks, const BatchnormPartialMoments* __restrict__ partials,
+                                  BatchnormRankMoments rank) {
+  __shared__ double sums[batchnorm_threads];
+  const std::int64_t channel = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const BatchnormChannelMoments moments =
+      batchnorm_combine_partials(rows, channels, rows_per_block, row_blocks, partials, sums);
+  if (threadIdx.y != 0 || channel >= channels) return;
+  rank.mean[channel] = moments.mean;
+  rank.sums[channel] = moments.mean * double(rows);
+  rank.m2[channel] = moments.m2;
+  if (channel == 0) *rank.count = double(rows);
+}
+
+// Synchronized, after the sum of [Σx | count] over the ranks: each channel's m2 merged, per rank (grid-stride).
+template <int = 0>
+__global__ void batchnorm_merge_ranks_kernel(std::int64_t channels, double rows, BatchnormRankMoments rank) {
+  CUMTL_GRID_STRIDE_LOOP(channel, channels) {
+    batchnorm_merge_rank(rank.mean[channel], rank.m2[channel], rows, rank.sums[channel], *rank.count);
+  }
+}
+
+// Synchronized, after the sum of the m2s over the ranks: the whole batch's statistics, stored (grid-stride).
+template <class P>
+__global__ void batchnorm_store_over_ranks_kernel(std::int64_t channels, BatchnormRankMoments whole, double momentum,
+                                                  double eps, P* running_mean, P* running_var, P* saved_mean,
+                                                  P* saved_invstd) {
+  CUMTL_GRID_STRIDE_LOOP(channel, channels) {
+    batchnorm_store_statistics(channel, whole.mean[channel], whole.m2[channel], *whole.count, momentum, eps,
+                               running_mean, running_var, saved_mean, saved_invstd);
+  }
 }
 
 // Pass 3: y = act(bn(x) + residual). residual may be null, and y may be residual (each element is read, then written,
@@ -335,14 +438,15 @@ __global__ void __launch_bounds__(batchnorm_threads)
     partials[std::int64_t(blockIdx.y) * channels + channel] = {dpre_sums[threadIdx.x], centered_sums[threadIdx.x]};
 }
 
-// Pass 5: per channel, the partials summed in a fixed order; dgamma and dbeta stored per mode, and the sums kept in
-// `sums` for pass 6 (dgamma itself may hold an accumulated value).
+// Pass 5: per channel, the partials summed in a fixed order; dgamma and dbeta stored per mode, and the sums and the
+// rows kept in `sums` (BatchnormGradientSums' layout) for pass 6: dgamma itself may hold an accumulated value, and
+// synchronized batch norm sums them over the ranks in between.
 template <class P>
 __global__ void __launch_bounds__(batchnorm_threads)
-    batchnorm_finish_backward_kernel(std::int64_t channels, std::int64_t row_blocks,
+    batchnorm_finish_backward_kernel(std::int64_t rows, std::int64_t channels, std::int64_t row_blocks,
                                      const BatchnormPartialGradient* __restrict__ partials,
                                      const P* __restrict__ saved_invstd, bool accumulate, P* dgamma, P* dbeta,
-                                     BatchnormChannelGradient* __restrict__ sums) {
+                                     double* __restrict__ sums) {
   __shared__ double dpre_sums[batchnorm_threads];
   __shared__ double centered_sums[batchnorm_threads];
   const std::int64_t channel = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -361,11 +465,12 @@ __global__ void __launch_bounds__(batchnorm_threads)
   batchnorm_sum_columns(dpre_sums);
   batchnorm_sum_columns(centered_sums);
   if (threadIdx.y == 0 && active) {
-    const BatchnormChannelGradient channel_sums{dpre_sums[threadIdx.x],
-                                                double(saved_invstd[channel]) * centered_sums[threadIdx.x]};
-    sums[channel] = channel_sums;
-    batchnorm_store_gradient(dgamma[channel], channel_sums.dgamma, accumulate);
-    batchnorm_store_gradient(dbeta[channel], channel_sums.dbeta, accumulate);
+    sums[channel] = dpre_sums[threadIdx.x];
+    sums[channels + channel] = centered_sums[threadIdx.x];
+    const BatchnormChannelGradient own = BatchnormGradientSums{sums, channels}.of(channel, saved_invstd[channel]);
+    batchnorm_store_gradient(dgamma[channel], own.dgamma, accumulate);
+    batchnorm_store_gradient(dbeta[channel], own.dbeta, accumulate);
+    if (channel == 0) sums[2 * channels] = double(rows);
   }
 }
 
@@ -376,15 +481,14 @@ __global__ void __launch_bounds__(batchnorm_threads)
     batchnorm_backward_apply_kernel(std::int64_t rows, std::int64_t channels, std::int64_t rows_per_block, const T* dy,
                                     const T* __restrict__ x, const T* __restrict__ y, bool relu,
                                     const P* __restrict__ gamma, const P* __restrict__ saved_mean,
-                                    const P* __restrict__ saved_invstd,
-                                    const BatchnormChannelGradient* __restrict__ sums, T* __restrict__ dx,
+                                    const P* __restrict__ saved_invstd, BatchnormGradientSums sums, T* __restrict__ dx,
                                     T* dresidual) {
   const std::int64_t channel = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (channel >= channels) return;
   const std::int64_t begin = std::int64_t(blockIdx.y) * rows_per_block;
   const std::int64_t end = begin + batchnorm_block_rows(blockIdx.y, rows, rows_per_block);
-  const BatchnormGradientAffine<P> affine = batchnorm_gradient_affine(saved_mean[channel], saved_invstd[channel],
-                                                                      gamma[channel], sums[channel], double(rows));
+  const BatchnormGradientAffine<P> affine = batchnorm_gradient_affine(
+      saved_mean[channel], saved_invstd[channel], gamma[channel], sums.of(channel, saved_invstd[channel]), sums.rows());
 #pragma unroll 4
   for (std::int64_t row = begin + threadIdx.y; row < end; row += blockDim.y) {
     const std::int64_t i = row * channels + channel;

@@ -99,10 +99,10 @@ class ActivationTypeOperations : public Interface {
   void batchnorm_forward_train(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x,
                                const compute_t<T>* gamma, const compute_t<T>* beta, const T* residual,
                                Activation activation, double momentum, double eps, compute_t<T>* running_mean,
-                               compute_t<T>* running_var, compute_t<T>* saved_mean, compute_t<T>* saved_invstd,
-                               T* y) override {
+                               compute_t<T>* running_var, compute_t<T>* saved_mean, compute_t<T>* saved_invstd, T* y,
+                               const ChannelSumsOverRanks* sum_over_ranks) override {
     cuda::batchnorm_forward_train<T>(ctx, rows, channels, x, gamma, beta, residual, activation, momentum, eps,
-                                     running_mean, running_var, saved_mean, saved_invstd, y);
+                                     running_mean, running_var, saved_mean, saved_invstd, y, sum_over_ranks);
   }
   void batchnorm_forward_eval(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x,
                               const compute_t<T>* gamma, const compute_t<T>* beta, const T* residual,
@@ -114,9 +114,9 @@ class ActivationTypeOperations : public Interface {
   void batchnorm_backward(Context& ctx, std::int64_t rows, std::int64_t channels, const T* dy, const T* x, const T* y,
                           const compute_t<T>* gamma, const compute_t<T>* saved_mean, const compute_t<T>* saved_invstd,
                           Activation activation, T* dx, T* dresidual, compute_t<T>* dgamma, compute_t<T>* dbeta,
-                          GradientMode mode) override {
+                          GradientMode mode, const ChannelSumsOverRanks* sum_over_ranks) override {
     cuda::batchnorm_backward<T>(ctx, rows, channels, dy, x, y, gamma, saved_mean, saved_invstd, activation, dx,
-                                dresidual, dgamma, dbeta, mode);
+                                dresidual, dgamma, dbeta, mode, sum_over_ranks);
   }
   void multitask_loss(Context& ctx, const kernels::LossHeadTable& table, std::int64_t rows, const T* logits,
                       const std::int32_t* classes, const std::int8_t* binary, const compute_t<T>* positive_weights,

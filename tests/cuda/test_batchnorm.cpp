@@ -1,18 +1,27 @@
 // Batch normalization on the GPU against its CPU twin at awkward shapes (C not
 // a multiple of a warp, one or two rows, a batch of one), with and without the
 // residual and the ReLU; its determinism, sound statistics for a large mean,
-// double precision, bf16 and f16 activations, and in-place use. Needs a GPU.
+// double precision, bf16 and f16 activations, in-place use, and synchronized
+// over the ranks of data-parallel training. Needs a GPU.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <limits>
+#include <span>
+#include <stdexcept>
+#include <thread>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
+#include "cumtl/distributed/communicator.hpp"
 #include "cumtl/ops/batchnorm.hpp"
 
 #include "../support/testing.hpp"
+#include "../support/two_ranks.hpp"
 
 using cumtl::Activation;
 using cumtl::Context;
@@ -82,10 +91,10 @@ Batch random_batch(const Shape& shape, bool with_residual, std::uint64_t seed) {
   return batch;
 }
 
-void train(Context& ctx, Batch& batch, Activation activation) {
+void train(Context& ctx, Batch& batch, Activation activation, cumtl::distributed::Communicator* ranks = nullptr) {
   cumtl::ops::batchnorm_forward_train(ctx, batch.x, batch.gamma, batch.beta, batch.residual, activation, 0.1, 1e-5,
                                       batch.running_mean, batch.running_var, batch.saved_mean, batch.saved_invstd,
-                                      batch.y);
+                                      batch.y, ranks);
 }
 
 // The gradients backward writes, on one device; dresidual is undefined without a residual.
@@ -108,10 +117,10 @@ Gradients make_gradients(Context& ctx, const Shape& shape, bool with_residual, G
 }
 
 void backward(Context& ctx, const Tensor& dy, const Batch& batch, Activation activation, Gradients& gradients,
-              GradientMode mode) {
+              GradientMode mode, cumtl::distributed::Communicator* ranks = nullptr) {
   cumtl::ops::batchnorm_backward(ctx, dy, batch.x, batch.y, batch.gamma, batch.saved_mean, batch.saved_invstd,
-                                 activation, gradients.dx, gradients.dresidual, gradients.dgamma, gradients.dbeta,
-                                 mode);
+                                 activation, gradients.dx, gradients.dresidual, gradients.dgamma, gradients.dbeta, mode,
+                                 ranks);
 }
 
 const std::vector<std::int64_t> awkward_channels{3, 5, 64, 130};
@@ -200,9 +209,139 @@ void backward_checked_against_cpu(Context& gpu, const Batch& trained, Activation
   if (with_residual) CHECK(actual.dresidual.to_vector<T>(gpu) == expected.dresidual.to_vector<T>());
 }
 
+// One of two ranks in threads of this process, on ctx's memory: a GPU rank's sums go through host copies on ctx's
+// stream. It has the double all-reduce alone, all that synchronized batch norm asks of a communicator.
+class RankOfTwo final : public cumtl::distributed::Communicator {
+ public:
+  RankOfTwo(cumtl_test::SumsOfTwoRanks& sums, int rank, Context& ctx) : sums_(sums), rank_(rank), ctx_(ctx) {}
+
+  int rank() const noexcept override { return rank_; }
+  int world_size() const noexcept override { return 2; }
+  std::string engine() const override { return "two threads"; }
+  Device memory() const override { return ctx_.device(); }
+
+  void all_reduce_sum(std::span<double> values) override {
+    if (ctx_.device().is_cpu()) return sums_.sum(rank_, values);
+    std::vector<double> host(values.size());
+    cumtl::detail::copy_bytes(ctx_, host.data(), Device::cpu(), values.data(), ctx_.device(), values.size_bytes());
+    sums_.sum(rank_, host);
+    cumtl::detail::copy_bytes(ctx_, values.data(), ctx_.device(), host.data(), Device::cpu(), values.size_bytes());
+    ctx_.synchronize();  // `host` has been read before it goes
+  }
+  void all_reduce_sum(std::span<float>) override { unused(); }
+  void all_reduce_sum(std::span<std::int64_t>) override { unused(); }
+  void broadcast(std::span<std::byte>, int) override { unused(); }
+  void barrier() override { unused(); }
+
+ private:
+  [[noreturn]] static void unused() { throw std::logic_error("RankOfTwo has the double all-reduce alone"); }
+
+  cumtl_test::SumsOfTwoRanks& sums_;
+  int rank_;
+  Context& ctx_;
+};
+
+// What one rank of a synchronized training step leaves, on the CPU.
+struct RankResult {
+  Batch trained;
+  Gradients gradients;
+};
+
+// A training forward and backward of relu(bn(x) + residual) synchronized over two ranks: rank 1 on the CPU, on a
+// thread of its own, and rank 0 on `rank0_device`.
+template <class T>
+std::array<RankResult, 2> synchronized_step(Device rank0_device, const std::array<Batch, 2>& batches,
+                                            const std::array<Tensor, 2>& dys) {
+  cumtl_test::SumsOfTwoRanks sums;
+  std::array<RankResult, 2> results;
+  std::array<std::exception_ptr, 2> failures;
+  const auto run_rank = [&](int rank, Device device) {
+    try {
+      Context ctx(device);
+      RankOfTwo communicator(sums, rank, ctx);
+      const std::size_t r = std::size_t(rank);
+      Batch batch = batches[r].to(ctx, device);
+      train(ctx, batch, Activation::relu, &communicator);
+      Gradients gradients = make_gradients<T>(ctx, batch.x.shape(), true, GradientMode::overwrite);
+      backward(ctx, dys[r].to(ctx, device), batch, Activation::relu, gradients, GradientMode::overwrite, &communicator);
+      results[r] = {batch.to(ctx, Device::cpu()),
+                    {gradients.dx.to(ctx, Device::cpu()), gradients.dresidual.to(ctx, Device::cpu()),
+                     gradients.dgamma.to(ctx, Device::cpu()), gradients.dbeta.to(ctx, Device::cpu())}};
+    } catch (...) {
+      failures[std::size_t(rank)] = std::current_exception();
+    }
+  };
+  std::thread rank1(run_rank, 1, Device::cpu());
+  run_rank(0, rank0_device);
+  rank1.join();
+  for (const std::exception_ptr& failure : failures)
+    if (failure) std::rethrow_exception(failure);
+  CHECK(sums.sums_of_rank(0) == 3);  // forward: [Σx | count], then the m2s; backward: its sums
+  return results;
+}
+
 }  // namespace
 
 TEST_SUITE("batchnorm") {
+  // The CUDA twin sums the CPU twin's values, in its layout, between its
+  // kernels: a GPU rank and a CPU rank make one world, and each rank gets
+  // what the CPU twin would give it on both ranks, within the tolerances of
+  // the unsynchronized comparisons.
+  TEST_CASE_TEMPLATE("batchnorm: synchronized over a GPU rank and a CPU rank, both get the CPU twins' results", T,
+                     float, cumtl::bfloat16_t) {
+    using P = cumtl::compute_t<T>;
+    const double ulp = std::is_same_v<T, cumtl::bfloat16_t> ? 0x1p-7 : 0;
+    std::uint64_t seed = 5000;
+    for (const auto& [shape0, shape1] :
+         {std::pair(Shape{4, 7, 7, 130}, Shape{2, 7, 7, 130}), std::pair(Shape{1, 1, 2, 5}, Shape{1, 1, 3, 5}),
+          std::pair(Shape{8, 28, 28, 64}, Shape{8, 28, 28, 64})}) {
+      CAPTURE(shape0);
+      CAPTURE(shape1);
+      std::array<Batch, 2> batches{random_batch<T>(shape0, true, seed += 10),
+                                   random_batch<T>(shape1, true, seed += 10)};
+      // The ranks share the parameters and running statistics; their shards differ in mean.
+      batches[1].gamma = batches[0].gamma;
+      batches[1].beta = batches[0].beta;
+      batches[1].running_mean = batches[0].running_mean;
+      batches[1].running_var = batches[0].running_var;
+      batches[1].x = cumtl_test::random_tensor<T>(shape1, seed + 1, 0, 6);
+      const std::array<Tensor, 2> dys{cumtl_test::random_tensor<T>(shape0, seed + 2, -1, 1),
+                                      cumtl_test::random_tensor<T>(shape1, seed + 3, -1, 1)};
+
+      const std::array<RankResult, 2> expected = synchronized_step<T>(Device::cpu(), batches, dys);
+      const std::array<RankResult, 2> actual = synchronized_step<T>(Device::cuda(0), batches, dys);
+      for (std::size_t rank = 0; rank < 2; ++rank) {
+        CAPTURE(rank);
+        const Batch &got = actual[rank].trained, &wanted = expected[rank].trained;
+        CHECK(cumtl_test::error_over_scale(got.y.to_vector<T>(), wanted.y.to_vector<T>()) < ulp + 1e-5);
+        CHECK(cumtl_test::error_over_scale(got.saved_mean.to_vector<P>(), wanted.saved_mean.to_vector<P>()) < 1e-5);
+        CHECK(cumtl_test::max_relative_error(got.saved_invstd.to_vector<P>(), wanted.saved_invstd.to_vector<P>()) <
+              1e-5);
+        CHECK(cumtl_test::error_over_scale(got.running_mean.to_vector<P>(), wanted.running_mean.to_vector<P>()) < 1e-5);
+        CHECK(cumtl_test::max_relative_error(got.running_var.to_vector<P>(), wanted.running_var.to_vector<P>()) < 1e-5);
+        const Gradients &got_gradients = actual[rank].gradients, &wanted_gradients = expected[rank].gradients;
+        CHECK(cumtl_test::error_over_scale(got_gradients.dx.to_vector<T>(), wanted_gradients.dx.to_vector<T>()) <
+              ulp + 1e-4);
+        CHECK(cumtl_test::error_over_scale(got_gradients.dgamma.to_vector<P>(),
+                                           wanted_gradients.dgamma.to_vector<P>()) < 1e-4);
+        CHECK(cumtl_test::error_over_scale(got_gradients.dbeta.to_vector<P>(), wanted_gradients.dbeta.to_vector<P>()) <
+              1e-4);
+        CHECK(got_gradients.dresidual.to_vector<T>() == wanted_gradients.dresidual.to_vector<T>());
+      }
+    }
+  }
+
+  TEST_CASE("batchnorm: synchronized over ranks whose communicator works on other memory is refused by name") {
+    Context gpu(Device::cuda(0));
+    Context cpu;
+    cumtl_test::SumsOfTwoRanks sums;
+    RankOfTwo host_rank(sums, 0, cpu);
+    Batch batch = random_batch<float>(Shape{2, 3, 3, 8}, false, 77).to(gpu, gpu.device());
+    CHECK_ERROR_WITH(train(gpu, batch, Activation::none, &host_rank), "ops::batchnorm_forward_train",
+                     "synchronized batch norm over two threads", "cpu memory", "cuda:0");
+    CHECK(sums.sums_of_rank(0) == 0);
+  }
+
   TEST_CASE("batchnorm: forward train and backward on the GPU match the CPU twin") {
     Context gpu(Device::cuda(0));
     std::uint64_t seed = 1;

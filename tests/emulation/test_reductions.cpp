@@ -9,8 +9,13 @@
 // below are that unit with room (float 1e-6 on results of order 1, double
 // 1e-12), plus one unit of a 2-byte output (2^-7 bf16, 2^-10 f16 of the
 // result's scale) where the rounding can fall either way.
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
+#include <exception>
+#include <span>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -22,6 +27,7 @@
 #include "cumtl/cuda/multitask_loss.cuh"
 #include "cumtl/loss/multitask_loss.hpp"
 
+#include "../support/two_ranks.hpp"
 #include "support.hpp"
 
 using cumtl::Activation;
@@ -163,6 +169,140 @@ TEST_CASE_TEMPLATE("batchnorm: the launchers' passes give the CPU twin's results
           CHECK(cumtl_emulation_test::bit_identical(backward(true).dx, got.dx));
         }
       }
+}
+
+namespace {
+
+// What one rank holds: its rows of the batch, and the parameters and running statistics every rank shares.
+template <class T>
+struct RankBatch {
+  std::int64_t rows;
+  std::vector<T> x, residual, dy;
+};
+
+template <class T, class P = compute_t<T>>
+struct RankStep {
+  BatchnormForward<T> forward;
+  BatchnormBackward<T> backward;
+};
+
+// One rank's training forward and backward of relu(bn(x) + residual), synchronized over the ranks, through the
+// CUDA launchers (emulated) or the CPU twin.
+template <class T, class P = compute_t<T>>
+RankStep<T> synchronized_step(bool emulated, const RankBatch<T>& batch, std::int64_t channels,
+                              const std::vector<P>& gamma, const std::vector<P>& beta,
+                              const cumtl::ChannelSumsOverRanks& sums) {
+  Context ctx;
+  const std::size_t count = std::size_t(batch.rows * channels), width = std::size_t(channels);
+  RankStep<T> step{{random_values<P>(channels, 1, -0.5, 0.5), random_values<P>(channels, 2, 0.5, 2),
+                    std::vector<P>(width), std::vector<P>(width), std::vector<T>(count)},
+                   {std::vector<T>(count), std::vector<T>(count), std::vector<P>(width), std::vector<P>(width)}};
+  BatchnormForward<T>& f = step.forward;
+  BatchnormBackward<T>& b = step.backward;
+  if (emulated) {
+    cumtl::cuda::batchnorm_forward_train(ctx, batch.rows, channels, batch.x.data(), gamma.data(), beta.data(),
+                                         batch.residual.data(), Activation::relu, 0.1, 1e-5, f.running_mean.data(),
+                                         f.running_var.data(), f.saved_mean.data(), f.saved_invstd.data(), f.y.data(),
+                                         &sums);
+    cumtl::cuda::batchnorm_backward(ctx, batch.rows, channels, batch.dy.data(), batch.x.data(), f.y.data(),
+                                    gamma.data(), f.saved_mean.data(), f.saved_invstd.data(), Activation::relu,
+                                    b.dx.data(), b.dresidual.data(), b.dgamma.data(), b.dbeta.data(),
+                                    GradientMode::overwrite, &sums);
+  } else {
+    cumtl::cpu::batchnorm_forward_train(ctx, batch.rows, channels, batch.x.data(), gamma.data(), beta.data(),
+                                        batch.residual.data(), Activation::relu, 0.1, 1e-5, f.running_mean.data(),
+                                        f.running_var.data(), f.saved_mean.data(), f.saved_invstd.data(), f.y.data(),
+                                        &sums);
+    cumtl::cpu::batchnorm_backward(ctx, batch.rows, channels, batch.dy.data(), batch.x.data(), f.y.data(), gamma.data(),
+                                   f.saved_mean.data(), f.saved_invstd.data(), Activation::relu, b.dx.data(),
+                                   b.dresidual.data(), b.dgamma.data(), b.dbeta.data(), GradientMode::overwrite, &sums);
+  }
+  return step;
+}
+
+// Both ranks' steps at once, rank 0 emulated or not, rank 1 always the CPU twin, on a thread of its own.
+template <class T, class P = compute_t<T>>
+std::array<RankStep<T>, 2> two_rank_step(bool rank0_emulated, const std::array<RankBatch<T>, 2>& batches,
+                                         std::int64_t channels, const std::vector<P>& gamma,
+                                         const std::vector<P>& beta) {
+  cumtl_test::SumsOfTwoRanks sums;
+  std::array<RankStep<T>, 2> steps;
+  std::exception_ptr rank1_failure;
+  std::thread rank1([&] {
+    try {
+      steps[1] = synchronized_step<T>(false, batches[1], channels, gamma, beta, sums.of_rank(1));
+    } catch (...) {
+      rank1_failure = std::current_exception();
+    }
+  });
+  std::exception_ptr rank0_failure;
+  try {
+    steps[0] = synchronized_step<T>(rank0_emulated, batches[0], channels, gamma, beta, sums.of_rank(0));
+  } catch (...) {
+    rank0_failure = std::current_exception();
+  }
+  rank1.join();
+  for (const std::exception_ptr& failure : {rank0_failure, rank1_failure})
+    if (failure) std::rethrow_exception(failure);
+  // Forward train sums [Σx | count], then the m2s; backward its sums and rows.
+  CHECK(sums.sums_of_rank(0) == 3);
+  CHECK(sums.sums_of_rank(1) == 3);
+  return steps;
+}
+
+}  // namespace
+
+// The launchers sum the CPU twin's values, in its layout, between their
+// kernels: a rank running them and a rank running the CPU twin make one
+// world, and each gets what it would with the CPU twin on both.
+TEST_CASE_TEMPLATE("batchnorm synchronized over two ranks: the launchers on one rank give the CPU twin's results", T,
+                   float, double, bfloat16_t) {
+  using P = compute_t<T>;
+  struct Split {
+    std::int64_t rows0, rows1, channels;
+  };
+  const Split splits[] = {{129, 61, 70}, {2, 5, 3}, {400, 300, 33}};
+  std::uint64_t seed = 500;
+  for (const int multiprocessors : cases(multiprocessor_counts))
+    for (const Split split : cases(splits)) {
+      CAPTURE(multiprocessors);
+      CAPTURE(split.rows0);
+      CAPTURE(split.rows1);
+      CAPTURE(split.channels);
+      const DeviceWithMultiprocessors device(multiprocessors);
+      const std::int64_t channels = split.channels;
+      seed += 10;
+      std::array<RankBatch<T>, 2> batches;
+      for (int rank = 0; rank < 2; ++rank) {
+        const std::int64_t rows = rank == 0 ? split.rows0 : split.rows1, count = rows * channels;
+        // The ranks' shards differ in mean, so each rank's own statistics are far from the whole batch's.
+        batches[std::size_t(rank)] = {rows, random_values<T>(count, seed + std::uint64_t(rank), -2 + rank, 3 + rank),
+                                      random_values<T>(count, seed + 2 + std::uint64_t(rank), -1, 1),
+                                      random_values<T>(count, seed + 4 + std::uint64_t(rank), -1, 1)};
+      }
+      const std::vector<P> gamma = random_values<P>(channels, seed + 6, 0.5, 1.5);
+      const std::vector<P> beta = random_values<P>(channels, seed + 7, -0.5, 0.5);
+
+      const std::array<RankStep<T>, 2> expected = two_rank_step<T>(false, batches, channels, gamma, beta);
+      const std::array<RankStep<T>, 2> actual = two_rank_step<T>(true, batches, channels, gamma, beta);
+      for (int rank = 0; rank < 2; ++rank) {
+        CAPTURE(rank);
+        const RankStep<T>& got = actual[std::size_t(rank)];
+        const RankStep<T>& wanted = expected[std::size_t(rank)];
+        CHECK(error_over_scale(got.forward.y, wanted.forward.y) <= output_tolerance<T>());
+        CHECK(error_over_scale(got.forward.saved_mean, wanted.forward.saved_mean) <= sum_tolerance<P>());
+        CHECK(max_relative_error(got.forward.saved_invstd, wanted.forward.saved_invstd) <= sum_tolerance<P>());
+        CHECK(error_over_scale(got.forward.running_mean, wanted.forward.running_mean) <= sum_tolerance<P>());
+        CHECK(max_relative_error(got.forward.running_var, wanted.forward.running_var) <= sum_tolerance<P>());
+        CHECK(error_over_scale(got.backward.dx, wanted.backward.dx) <= output_tolerance<T>());
+        CHECK(error_over_scale(got.backward.dgamma, wanted.backward.dgamma) <= sum_tolerance<P>());
+        CHECK(error_over_scale(got.backward.dbeta, wanted.backward.dbeta) <= sum_tolerance<P>());
+        CHECK(cumtl_emulation_test::bit_identical(got.backward.dresidual, wanted.backward.dresidual));
+      }
+      // Both ranks normalized with the whole batch's statistics: the same on both, to the bit.
+      CHECK(cumtl_emulation_test::bit_identical(actual[0].forward.saved_mean, actual[1].forward.saved_mean));
+      CHECK(cumtl_emulation_test::bit_identical(actual[0].forward.saved_invstd, actual[1].forward.saved_invstd));
+    }
 }
 
 namespace {

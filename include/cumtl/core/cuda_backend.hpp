@@ -23,6 +23,7 @@
 #include "cumtl/core/dtype.hpp"
 #include "cumtl/core/error.hpp"
 #include "cumtl/core/modes.hpp"
+#include "cumtl/core/sums_over_ranks.hpp"
 #include "cumtl/kernels/multitask_loss.cuh"
 #include "cumtl/kernels/optimizer.cuh"
 #include "cumtl/kernels/pooling.cuh"
@@ -82,7 +83,7 @@ class CudaActivationTypeOperations {
                                        const compute_t<T>* gamma, const compute_t<T>* beta, const T* residual,
                                        Activation activation, double momentum, double eps, compute_t<T>* running_mean,
                                        compute_t<T>* running_var, compute_t<T>* saved_mean, compute_t<T>* saved_invstd,
-                                       T* y) = 0;
+                                       T* y, const ChannelSumsOverRanks* sum_over_ranks) = 0;
   virtual void batchnorm_forward_eval(Context& ctx, std::int64_t rows, std::int64_t channels, const T* x,
                                       const compute_t<T>* gamma, const compute_t<T>* beta, const T* residual,
                                       Activation activation, double eps, const compute_t<T>* running_mean,
@@ -90,7 +91,8 @@ class CudaActivationTypeOperations {
   virtual void batchnorm_backward(Context& ctx, std::int64_t rows, std::int64_t channels, const T* dy, const T* x,
                                   const T* y, const compute_t<T>* gamma, const compute_t<T>* saved_mean,
                                   const compute_t<T>* saved_invstd, Activation activation, T* dx, T* dresidual,
-                                  compute_t<T>* dgamma, compute_t<T>* dbeta, GradientMode mode) = 0;
+                                  compute_t<T>* dgamma, compute_t<T>* dbeta, GradientMode mode,
+                                  const ChannelSumsOverRanks* sum_over_ranks) = 0;
   // the multi-task loss: positive weights and losses of compute_t<T>
   virtual void multitask_loss(Context& ctx, const kernels::LossHeadTable& table, std::int64_t rows, const T* logits,
                               const std::int32_t* classes, const std::int8_t* binary,

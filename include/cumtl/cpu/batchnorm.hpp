@@ -21,19 +21,14 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <functional>
-#include <span>
 #include <vector>
 
 #include "cumtl/core/context.hpp"
 #include "cumtl/core/modes.hpp"
+#include "cumtl/core/sums_over_ranks.hpp"
 #include "cumtl/kernels/batchnorm.cuh"
 
 namespace cumtl::cpu {
-
-// Replaces every rank's values by their elementwise sum over the ranks (the
-// same bits on every rank), e.g. a communicator's all-reduce.
-using ChannelSumsOverRanks = std::function<void(std::span<double>)>;
 
 namespace detail {
 
@@ -268,14 +263,10 @@ inline void merge_moments_over_ranks(const ChannelSumsOverRanks& sum_over_ranks,
   for (std::size_t c = 0; c < channels; ++c) totals[c] = mean[c] * count;
   totals[channels] = count;
   sum_over_ranks(totals);
-  const double whole = totals[channels];
-  for (std::size_t c = 0; c < channels; ++c) {
-    const double whole_mean = totals[c] / whole, deviation = mean[c] - whole_mean;
-    m2[c] += count * deviation * deviation;
-    mean[c] = whole_mean;
-  }
+  for (std::size_t c = 0; c < channels; ++c)
+    kernels::batchnorm_merge_rank(mean[c], m2[c], count, totals[c], totals[channels]);
   sum_over_ranks(m2);
-  count = whole;
+  count = totals[channels];
 }
 
 }  // namespace detail
@@ -365,23 +356,21 @@ void batchnorm_backward(Context& ctx, std::int64_t rows, std::int64_t channels, 
       detail::batchnorm_gradient_sums<false>(count, channels, dy + offset, x + offset, static_cast<const T*>(nullptr),
                                              saved_mean, sum, sum + channels);
   });
-  const auto channel_sums = [&](const std::vector<double>& from, std::int64_t c) {
-    return kernels::BatchnormChannelGradient{from[std::size_t(c)],
-                                             double(saved_invstd[c]) * from[std::size_t(c) + width]};
-  };
   // γ and β's gradients are this rank's (data-parallel training averages them with the other parameters); x's
   // gradient subtracts the whole batch's means of dpre and dpre·x̂.
   std::vector<double> whole = sums;
   whole.push_back(double(rows));
   if (sum_over_ranks != nullptr) (*sum_over_ranks)(whole);
+  const kernels::BatchnormGradientSums own_sums{sums.data(), channels}, whole_sums{whole.data(), channels};
 
   detail::BatchnormGradientColumns<compute_t<T>> affine(width);
   for (std::int64_t c = 0; c < channels; ++c) {
-    const kernels::BatchnormChannelGradient own = channel_sums(sums, c);
+    const kernels::BatchnormChannelGradient own = own_sums.of(c, saved_invstd[c]);
     kernels::batchnorm_store_gradient(dgamma[c], own.dgamma, mode == GradientMode::accumulate);
     kernels::batchnorm_store_gradient(dbeta[c], own.dbeta, mode == GradientMode::accumulate);
-    affine.set(std::size_t(c), kernels::batchnorm_gradient_affine(saved_mean[c], saved_invstd[c], gamma[c],
-                                                                  channel_sums(whole, c), whole.back()));
+    affine.set(std::size_t(c),
+               kernels::batchnorm_gradient_affine(saved_mean[c], saved_invstd[c], gamma[c],
+                                                  whole_sums.of(c, saved_invstd[c]), whole_sums.rows()));
   }
 
   detail::with_relu_and_residual(relu, dresidual != nullptr, [&]<bool Relu, bool Residual>() {

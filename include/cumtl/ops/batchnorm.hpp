@@ -37,7 +37,9 @@
 // and variance; backward gives x the gradient of the whole batch's loss (the
 // sum of the ranks' losses) and γ, β this rank's share of it, which
 // data-parallel training averages with the other gradients. Every rank must
-// call it for every layer in the same order. CPU tensors only so far.
+// call it for every layer in the same order. The communicator's collectives
+// must work on x's memory: Gloo for CPU tensors, NCCL on ctx's stream for GPU
+// ones.
 //
 // Aliasing: y may be the residual tensor itself (an in-place add), and
 // dresidual may be dy itself; otherwise no output may overlap an input or
@@ -47,13 +49,13 @@
 
 #include <cmath>
 #include <cstdint>
-#include <functional>
 #include <initializer_list>
 #include <optional>
 #include <span>
 #include <string_view>
 
 #include "cumtl/core/modes.hpp"
+#include "cumtl/core/sums_over_ranks.hpp"
 #include "cumtl/cpu/batchnorm.hpp"
 #include "cumtl/distributed/communicator.hpp"
 #include "cumtl/ops/dispatch.hpp"
@@ -122,15 +124,17 @@ inline void batchnorm_require_no_overlap(std::string_view operation,
   }
 }
 
-// The sums over the ranks of synchronized batch norm; null for a batch of this process alone.
-inline std::optional<cpu::ChannelSumsOverRanks> batchnorm_sums_over_ranks(std::string_view operation,
-                                                                          distributed::Communicator* ranks,
-                                                                          const Tensor& x) {
+// The sums over the ranks of synchronized batch norm; none for a batch of this process alone. They run on the
+// communicator's memory, which must be x's: GPU ranks need an engine for device memory (NCCL) working on ctx's
+// stream.
+inline std::optional<ChannelSumsOverRanks> batchnorm_sums_over_ranks(std::string_view operation,
+                                                                     distributed::Communicator* ranks,
+                                                                     const Tensor& x) {
   if (ranks == nullptr || ranks->world_size() == 1) return std::nullopt;
-  CUMTL_REQUIRE(x.device().is_cpu(), operation,
-                ": synchronized batch norm runs on CPU tensors only so far (GPU ranks need the NCCL engine), x is ",
-                x.description());
-  return cpu::ChannelSumsOverRanks([ranks](std::span<double> values) { ranks->all_reduce_sum(values); });
+  CUMTL_REQUIRE(ranks->memory() == x.device(), operation, ": synchronized batch norm over ", ranks->engine(),
+                ", whose collectives work on ", ranks->memory(), " memory, cannot sum x's statistics: x is ",
+                x.description(), " (GPU ranks synchronize over NCCL)");
+  return ChannelSumsOverRanks([ranks](std::span<double> values) { ranks->all_reduce_sum(values); });
 }
 
 template <class T>
@@ -183,19 +187,13 @@ inline void batchnorm_forward_train(Context& ctx, const Tensor& x, const Tensor&
                                        &residual);
 
   const std::int64_t rows = x.numel() / channels;
-  const std::optional<cpu::ChannelSumsOverRanks> over_ranks =
-      detail::batchnorm_sums_over_ranks(op, synchronize_over, x);
+  const std::optional<ChannelSumsOverRanks> over_ranks = detail::batchnorm_sums_over_ranks(op, synchronize_over, x);
   dispatch_activation_type(x.dtype(), op, [&]<class T>() {
     using P = compute_t<T>;
-    if (over_ranks)
-      cpu::batchnorm_forward_train<T>(ctx, rows, channels, x.data<T>(), gamma.data<P>(), beta.data<P>(),
-                                      detail::batchnorm_optional<T>(residual), activation, momentum, eps,
-                                      running_mean.data<P>(), running_var.data<P>(), saved_mean.data<P>(),
-                                      saved_invstd.data<P>(), y.data<T>(), &*over_ranks);
-    else
-      CUMTL_DISPATCH(ctx, T, batchnorm_forward_train, ctx, rows, channels, x.data<T>(), gamma.data<P>(), beta.data<P>(),
-                     detail::batchnorm_optional<T>(residual), activation, momentum, eps, running_mean.data<P>(),
-                     running_var.data<P>(), saved_mean.data<P>(), saved_invstd.data<P>(), y.data<T>());
+    CUMTL_DISPATCH(ctx, T, batchnorm_forward_train, ctx, rows, channels, x.data<T>(), gamma.data<P>(), beta.data<P>(),
+                   detail::batchnorm_optional<T>(residual), activation, momentum, eps, running_mean.data<P>(),
+                   running_var.data<P>(), saved_mean.data<P>(), saved_invstd.data<P>(), y.data<T>(),
+                   over_ranks ? &*over_ranks : nullptr);
   });
 }
 
@@ -270,20 +268,14 @@ inline void batchnorm_backward(Context& ctx, const Tensor& dy, const Tensor& x, 
                                        &dresidual, &dy);
 
   const std::int64_t rows = x.numel() / channels;
-  const std::optional<cpu::ChannelSumsOverRanks> over_ranks =
-      detail::batchnorm_sums_over_ranks(op, synchronize_over, x);
+  const std::optional<ChannelSumsOverRanks> over_ranks = detail::batchnorm_sums_over_ranks(op, synchronize_over, x);
   dispatch_activation_type(x.dtype(), op, [&]<class T>() {
     using P = compute_t<T>;
     const T* mask = relu ? y.data<T>() : nullptr;
-    if (over_ranks)
-      cpu::batchnorm_backward<T>(ctx, rows, channels, dy.data<T>(), x.data<T>(), mask, gamma.data<P>(),
-                                 saved_mean.data<P>(), saved_invstd.data<P>(), activation, dx.data<T>(),
-                                 detail::batchnorm_optional<T>(dresidual), dgamma.data<P>(), dbeta.data<P>(), mode,
-                                 &*over_ranks);
-    else
-      CUMTL_DISPATCH(ctx, T, batchnorm_backward, ctx, rows, channels, dy.data<T>(), x.data<T>(), mask, gamma.data<P>(),
-                     saved_mean.data<P>(), saved_invstd.data<P>(), activation, dx.data<T>(),
-                     detail::batchnorm_optional<T>(dresidual), dgamma.data<P>(), dbeta.data<P>(), mode);
+    CUMTL_DISPATCH(ctx, T, batchnorm_backward, ctx, rows, channels, dy.data<T>(), x.data<T>(), mask, gamma.data<P>(),
+                   saved_mean.data<P>(), saved_invstd.data<P>(), activation, dx.data<T>(),
+                   detail::batchnorm_optional<T>(dresidual), dgamma.data<P>(), dbeta.data<P>(), mode,
+                   over_ranks ? &*over_ranks : nullptr);
   });
 }
 

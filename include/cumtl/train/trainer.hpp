@@ -183,7 +183,6 @@ class Trainer {
     if (distributed() && device_.is_cuda()) {
       CUMTL_REQUIRE(options_.device_engine, "GPU ranks need an engine for device memory, NCCL: build with ",
                     "-DCUMTL_NCCL=ON, or pass --device cpu");
-      CUMTL_REQUIRE(!config_.sync_batch_norm, "--sync-bn runs on CPU ranks only so far");
       device_engine_ = options_.device_engine(*communicator_, *ctx_);
     }
     if (!communicator_->is_root()) options_.quiet = true;
@@ -225,7 +224,7 @@ class Trainer {
       join_ranks();
       gradient_buckets_.emplace(model_engine(), model_.parameters());
     }
-    if (distributed() && config_.sync_batch_norm) model_.synchronize_batch_norm(communicator_.get());
+    if (distributed() && config_.sync_batch_norm) model_.synchronize_batch_norm(&model_engine());
   }
 
   // A run continued from the newest checkpoint in `options.run_folder`, with
