@@ -10,7 +10,8 @@
 // Synchronized batch norm (a ChannelSumsOverRanks given): forward train and
 // backward sum the CPU twin's per-channel values over the ranks, in the same
 // layout, on device memory between two kernels (three sums of C + 1, C and
-// 2C + 1 doubles per layer and step).
+// 2C + 1 doubles per layer and step). Those sums are the communicator's: the
+// NCCL engine's wait for each on the host, under its timeout.
 
 #include <algorithm>
 #include <cstdint>
