@@ -8,11 +8,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <exception>
 #include <limits>
 #include <span>
 #include <stdexcept>
-#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -254,28 +252,19 @@ std::array<RankResult, 2> synchronized_step(Device rank0_device, const std::arra
                                             const std::array<Tensor, 2>& dys) {
   cumtl_test::SumsOfTwoRanks sums;
   std::array<RankResult, 2> results;
-  std::array<std::exception_ptr, 2> failures;
-  const auto run_rank = [&](int rank, Device device) {
-    try {
-      Context ctx(device);
-      RankOfTwo communicator(sums, rank, ctx);
-      const std::size_t r = std::size_t(rank);
-      Batch batch = batches[r].to(ctx, device);
-      train(ctx, batch, Activation::relu, &communicator);
-      Gradients gradients = make_gradients<T>(ctx, batch.x.shape(), true, GradientMode::overwrite);
-      backward(ctx, dys[r].to(ctx, device), batch, Activation::relu, gradients, GradientMode::overwrite, &communicator);
-      results[r] = {batch.to(ctx, Device::cpu()),
-                    {gradients.dx.to(ctx, Device::cpu()), gradients.dresidual.to(ctx, Device::cpu()),
-                     gradients.dgamma.to(ctx, Device::cpu()), gradients.dbeta.to(ctx, Device::cpu())}};
-    } catch (...) {
-      failures[std::size_t(rank)] = std::current_exception();
-    }
-  };
-  std::thread rank1(run_rank, 1, Device::cpu());
-  run_rank(0, rank0_device);
-  rank1.join();
-  for (const std::exception_ptr& failure : failures)
-    if (failure) std::rethrow_exception(failure);
+  cumtl_test::run_two_ranks([&](int rank) {
+    const std::size_t r = std::size_t(rank);
+    const Device device = rank == 0 ? rank0_device : Device::cpu();
+    Context ctx(device);
+    RankOfTwo communicator(sums, rank, ctx);
+    Batch batch = batches[r].to(ctx, device);
+    train(ctx, batch, Activation::relu, &communicator);
+    Gradients gradients = make_gradients<T>(ctx, batch.x.shape(), true, GradientMode::overwrite);
+    backward(ctx, dys[r].to(ctx, device), batch, Activation::relu, gradients, GradientMode::overwrite, &communicator);
+    results[r] = {batch.to(ctx, Device::cpu()),
+                  {gradients.dx.to(ctx, Device::cpu()), gradients.dresidual.to(ctx, Device::cpu()),
+                   gradients.dgamma.to(ctx, Device::cpu()), gradients.dbeta.to(ctx, Device::cpu())}};
+  });
   CHECK(sums.sums_of_rank(0) == 3);  // forward: [Σx | count], then the m2s; backward: its sums
   return results;
 }

@@ -13,9 +13,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
-#include <exception>
 #include <span>
-#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -227,23 +225,10 @@ std::array<RankStep<T>, 2> two_rank_step(bool rank0_emulated, const std::array<R
                                          const std::vector<P>& beta) {
   cumtl_test::SumsOfTwoRanks sums;
   std::array<RankStep<T>, 2> steps;
-  std::exception_ptr rank1_failure;
-  std::thread rank1([&] {
-    try {
-      steps[1] = synchronized_step<T>(false, batches[1], channels, gamma, beta, sums.of_rank(1));
-    } catch (...) {
-      rank1_failure = std::current_exception();
-    }
+  cumtl_test::run_two_ranks([&](int rank) {
+    const std::size_t r = std::size_t(rank);
+    steps[r] = synchronized_step<T>(rank == 0 && rank0_emulated, batches[r], channels, gamma, beta, sums.of_rank(rank));
   });
-  std::exception_ptr rank0_failure;
-  try {
-    steps[0] = synchronized_step<T>(rank0_emulated, batches[0], channels, gamma, beta, sums.of_rank(0));
-  } catch (...) {
-    rank0_failure = std::current_exception();
-  }
-  rank1.join();
-  for (const std::exception_ptr& failure : {rank0_failure, rank1_failure})
-    if (failure) std::rethrow_exception(failure);
   // Forward train sums [Σx | count], then the m2s; backward its sums and rows.
   CHECK(sums.sums_of_rank(0) == 3);
   CHECK(sums.sums_of_rank(1) == 3);

@@ -5,8 +5,10 @@
 #include <array>
 #include <barrier>
 #include <cstddef>
+#include <exception>
 #include <span>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "cumtl/core/sums_over_ranks.hpp"
@@ -40,5 +42,24 @@ class SumsOfTwoRanks {
   std::array<std::span<double>, 2> offered_;
   std::array<int, 2> sums_{};
 };
+
+// Runs run_rank(0) on this thread and run_rank(1) on another, at once, as the
+// two ranks of one world; once both have ended, rethrows a failure of either.
+template <class RunRank>
+void run_two_ranks(RunRank&& run_rank) {
+  std::array<std::exception_ptr, 2> failures;
+  const auto guarded = [&](int rank) {
+    try {
+      run_rank(rank);
+    } catch (...) {
+      failures[std::size_t(rank)] = std::current_exception();
+    }
+  };
+  std::thread other(guarded, 1);
+  guarded(0);
+  other.join();
+  for (const std::exception_ptr& failure : failures)
+    if (failure) std::rethrow_exception(failure);
+}
 
 }  // namespace cumtl_test
