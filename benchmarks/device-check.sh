@@ -388,9 +388,12 @@ fi
 for config in "${e2e_configs[@]}"; do
   read -r model size batch device modes <<<"$config"
   tag="$model-$size"
+  # fp32 tensors (TF32 math on the GPU), beside PyTorch's eager and compiled modes; auto would be bf16 there.
+  fp32_precision=fp32
+  [ "$device" = cuda ] && fp32_precision=tf32
   run "e2e cumtl: $tag" "$out/e2e-cumtl-$tag.json" \
     "$build/benchmarks/cumtl-bench-e2e" --model "$model" --size "$size" --batch "$batch" --steps "$e2e_steps" \
-    --device "$device" --json
+    --device "$device" --precision "$fp32_precision" --json
   # bf16 mixed precision beside it, compared below with PyTorch's AMP bf16 modes of the same model.
   [ "$device" = cuda ] && run "e2e cumtl bf16: $tag" "$out/e2e-cumtl-$tag-bf16.json" \
     "$build/benchmarks/cumtl-bench-e2e" --model "$model" --size "$size" --batch "$batch" --steps "$e2e_steps" \
@@ -410,12 +413,14 @@ if [ "$tier" = full ]; then
   for config in "${check_configs[@]}"; do
     read -r model size device <<<"$config"
     tag="$model-$size-$device"
+    fp32_precision=fp32
+    [ "$device" = cuda ] && fp32_precision=tf32
     rm -rf "$out/check-$tag"
     run "check-out: $tag" "$out/check-out-$tag.log" \
       "$build/benchmarks/cumtl-bench-e2e" --model "$model" --size "$size" --batch 8 --device "$device" \
-      --check-out "$out/check-$tag"
+      --precision "$fp32_precision" --check-out "$out/check-$tag"
     if [ -n "$torch_python" ]; then
-      # cumtl runs with its default numerics (TF32 allowed on the GPU), hence the looser GPU tolerance.
+      # TF32 on the GPU keeps 10 mantissa bits of each operand, hence the looser GPU tolerance.
       tolerance=1e-3
       [ "$device" = cuda ] && tolerance=2e-2
       run "numerical check vs PyTorch: $tag" "$out/check-$tag.log" \

@@ -159,6 +159,9 @@ int run(const Options& o) {
   CUMTL_REQUIRE(!world.distributed() || device.is_cpu(), "several ranks train on the CPU only so far: --device cpu");
   Context& ctx = Context::default_for(device);
   const Precision precision = choose_precision(o.precision, device, o.deterministic);
+  CUMTL_REQUIRE(o.check_out.empty() || !precision.mixed(), "--check-out writes float32 references for ",
+                "pytorch_reference.py --check, but the precision is ", precision.name,
+                ": use --precision fp32 or tf32");
   apply_math_mode(precision, ctx.numerics());
   ctx.numerics().deterministic = o.deterministic;
   train::TrainConfig heads_config;
@@ -289,8 +292,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"sgd", "adamw"}));
   app.add_flag("--loader", o.loader, "Feed synthetic faces through the data loader (decode and augmentation included)");
-  app.add_option("--precision", o.precision,
-                 "auto (tf32 on a GPU, fp32 on the CPU and with --deterministic), fp32, tf32, bf16 or fp16")
+  app.add_option(
+         "--precision", o.precision,
+         "auto (bf16 on a GPU with bf16 tensor cores, fp32 elsewhere and with --deterministic), fp32, tf32, bf16 or "
+         "fp16")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "fp32", "tf32", "bf16", "fp16"}));
   app.add_flag("--deterministic", o.deterministic,

@@ -18,9 +18,13 @@ int main() {
       std::printf("GPUs: none usable: %s\n", cumtl::cuda_unavailable_reason().c_str());
       return 0;
     }
-    for (int index = 0; index < cumtl::cuda_device_count(); ++index)
-      std::printf("cuda:%d: %s, %d multiprocessors\n", index, backend.device_name(index).c_str(),
-                  backend.multiprocessor_count(index));
+    for (int index = 0; index < cumtl::cuda_device_count(); ++index) {
+      const int capability = backend.compute_capability(index);
+      std::printf("cuda:%d: %s, compute capability %d.%d, %d multiprocessors; --precision auto: %s\n", index,
+                  backend.device_name(index).c_str(), capability / 10, capability % 10,
+                  backend.multiprocessor_count(index),
+                  std::string(cumtl::auto_precision(capability, /*deterministic=*/false).name).c_str());
+    }
     return 0;
   } catch (const cumtl::Error& error) {
     std::fprintf(stderr, "cumtl-info: error: %s\n", error.what());

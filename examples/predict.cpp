@@ -2,7 +2,8 @@
 // one JSON line per image: the file, the emotion probabilities, each AU's
 // probability and, when the model has that head, the compound expression's.
 //
-//   cumtl-predict --run runs/demo [--device auto|cpu|cuda] [--precision auto|fp32|tf32|bf16|fp16] [--batch N] [--strict]
+//   cumtl-predict --run runs/demo [--device auto|cpu|cuda] [--precision auto|fp32|tf32|bf16|fp16] [--batch N]
+//   [--strict]
 //                 PATH...
 //
 // A PATH is an image (JPEG, PNG, BMP) or a folder, searched recursively for
@@ -106,7 +107,8 @@ int main(int argc, char** argv) {
   bool strict = false;
   app.add_option("--run", run, "Run folder holding model.json and weights.safetensors")->required();
   app.add_option("--device", device, "auto (the GPU if there is one), cpu, cuda or cuda:N")->capture_default_str();
-  app.add_option("--precision", precision, "auto (tf32 on a GPU, fp32 on the CPU), fp32, tf32 (GPU only), bf16 or fp16")
+  app.add_option("--precision", precision,
+                 "auto (bf16 on a GPU with bf16 tensor cores, else fp32), fp32, tf32 (GPU only), bf16 or fp16")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "fp32", "tf32", "bf16", "fp16"}));
   app.add_option("--batch", batch_size, "Images per forward pass")->capture_default_str()->check(CLI::PositiveNumber);

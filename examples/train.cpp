@@ -199,9 +199,11 @@ int main(int argc, char** argv) {
   app.add_option("--device", c.device, "auto (the GPU if there is one), cpu, cuda or cuda:N")
       ->capture_default_str()
       ->group(run_group);
-  app.add_option("--precision", c.precision,
-                 "auto (tf32 on a GPU, fp32 on the CPU and with --deterministic), fp32, tf32 (GPU only), bf16 or fp16 "
-                 "(bfloat16 or float16 activations, float32 master weights; fp16 with dynamic loss scaling)")
+  app.add_option(
+         "--precision", c.precision,
+         "auto (bf16 on a GPU with bf16 tensor cores, fp32 elsewhere and with --deterministic), fp32, tf32 (GPU only), "
+         "bf16 or fp16 "
+         "(bfloat16 or float16 activations, float32 master weights; fp16 with dynamic loss scaling)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "fp32", "tf32", "bf16", "fp16"}))
       ->group(run_group);

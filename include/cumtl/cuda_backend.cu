@@ -198,6 +198,13 @@ class Backend final : public detail::CudaBackend {
     return count;
   }
 
+  int compute_capability(int device) const override {
+    int major = 0, minor = 0;
+    CUMTL_CHECK_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    CUMTL_CHECK_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+    return major * 10 + minor;
+  }
+
   std::string versions() const override {
     int runtime = 0, driver = 0, cublas_major = 0, cublas_minor = 0;
     (void)cudaRuntimeGetVersion(&runtime);

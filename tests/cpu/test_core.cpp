@@ -327,8 +327,17 @@ TEST_SUITE("core") {
 
     const Device gpu = Device::cuda(0);  // a Device names a GPU without touching one
     CHECK(choose_precision("auto", Device::cpu()) == cumtl::precision_fp32);
-    CHECK(choose_precision("auto", gpu) == cumtl::precision_tf32);
-    CHECK(choose_precision("auto", gpu, /*deterministic=*/true) == cumtl::precision_fp32);
+    CHECK(choose_precision("auto", Device::cpu(), /*deterministic=*/true) == cumtl::precision_fp32);
+    // auto on GPUs by compute capability: V100, T4, A100, RTX 3090, L4, H100, B200.
+    using cumtl::auto_precision;
+    CHECK(auto_precision(0, false) == cumtl::precision_fp32);  // the CPU
+    CHECK(auto_precision(70, false) == cumtl::precision_fp32);
+    CHECK(auto_precision(75, false) == cumtl::precision_fp32);
+    for (int capability : {80, 86, 89, 90, 100}) {
+      CAPTURE(capability);
+      CHECK(auto_precision(capability, false) == cumtl::precision_bf16);
+      CHECK(auto_precision(capability, /*deterministic=*/true) == cumtl::precision_fp32);
+    }
     CHECK(choose_precision("tf32", gpu, /*deterministic=*/true) == cumtl::precision_tf32);
     CHECK(choose_precision("fp32", gpu) == cumtl::precision_fp32);
     CHECK(choose_precision("fp32", Device::cpu()) == cumtl::precision_fp32);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cumtl/core/device_pool.hpp"
+#include "cumtl/core/precision.hpp"
 #include "cumtl/cuda/launch.hpp"
 #include "cumtl/kernels/elementwise.cuh"
 
@@ -29,6 +30,17 @@ TEST_SUITE("cuda") {
     CHECK(cumtl::cuda::cublas_handle(ctx) != nullptr);
     CHECK(cumtl::cuda::cudnn_handle(ctx) == cumtl::cuda::cudnn_handle(ctx));  // created once
     CHECK_ERROR_WITH(Context(Device::cuda(cumtl::cuda_device_count())), "this process sees");
+  }
+
+  TEST_CASE("the compute capability is the runtime's, and auto precision follows it") {
+    cudaDeviceProp properties{};
+    REQUIRE(cudaGetDeviceProperties(&properties, 0) == cudaSuccess);
+    const int capability = cumtl::detail::cuda_backend().compute_capability(0);
+    CHECK(capability == properties.major * 10 + properties.minor);
+    CHECK(cumtl::choose_precision("auto", Device::cuda(0)) == cumtl::auto_precision(capability, false));
+    CHECK(cumtl::choose_precision("auto", Device::cuda(0), /*deterministic=*/true) == cumtl::precision_fp32);
+    CHECK_ERROR_WITH(cumtl::detail::cuda_backend().compute_capability(cumtl::cuda_device_count()),
+                     "cudaDevAttrComputeCapabilityMajor", "cudaErrorInvalidDevice");
   }
 
   TEST_CASE("a context on the caller's stream enqueues there") {

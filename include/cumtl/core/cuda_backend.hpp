@@ -131,6 +131,8 @@ class CudaBackend {
   virtual int device_count(std::string& reason) const = 0;
   virtual std::string device_name(int device) const = 0;
   virtual int multiprocessor_count(int device) const = 0;
+  // major * 10 + minor, as in sm_90.
+  virtual int compute_capability(int device) const = 0;
   // The versions of the CUDA runtime and driver, cuDNN and cuBLAS in use.
   virtual std::string versions() const = 0;
   virtual int current_device() const = 0;

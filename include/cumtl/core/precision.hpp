@@ -53,14 +53,27 @@ inline Precision parse_precision(std::string_view text) {
   CUMTL_FAIL("not a precision: '", text, "' (expected auto, fp32, tf32, bf16 or fp16)");
 }
 
-// The precision a run on `device` uses for `text`. auto is fp32 on the CPU,
-// tf32 on a GPU, fp32 on a GPU when the run must be deterministic (TF32
-// engines are fewer and their results depend on the engine cuDNN picks). auto
-// does not choose bf16 on a GPU yet: that path has not been run on one against
-// its CPU twin. An explicit tf32 stays tf32 with
-// `deterministic`: determinism only narrows the engines.
+// The first compute capability (major * 10 + minor) whose tensor cores
+// multiply bfloat16, and TF32 too: sm_80, Ampere.
+inline constexpr int bf16_tensor_cores_since = 80;
+
+// What auto means on a device of `compute_capability` (0 for the CPU): bf16
+// on a GPU whose tensor cores multiply it, fp32 everywhere else. A GPU before
+// sm_80 has no TF32 tensor cores either, so tf32 there would be fp32 under
+// another name. With `deterministic` auto stays fp32: a run that must repeat
+// bit for bit is most often one being compared, and fp32 is the precision
+// every other is checked against.
+inline constexpr Precision auto_precision(int compute_capability, bool deterministic) noexcept {
+  return compute_capability >= bf16_tensor_cores_since && !deterministic ? precision_bf16 : precision_fp32;
+}
+
+// The precision a run on `device` uses for `text`: auto_precision's for
+// auto. An explicit tf32 stays tf32 with `deterministic`: determinism only
+// narrows the engines.
 inline Precision choose_precision(std::string_view text, Device device, bool deterministic = false) {
-  if (text == "auto") return device.is_cuda() && !deterministic ? precision_tf32 : precision_fp32;
+  if (text == "auto")
+    return auto_precision(device.is_cuda() ? detail::cuda_backend().compute_capability(device.index()) : 0,
+                          deterministic);
   const Precision precision = parse_precision(text);
   CUMTL_REQUIRE(precision.math == MathMode::fp32 || device.is_cuda(), "precision ", precision.name,
                 " is a GPU math mode (TF32 tensor cores), but the device is ", device,
