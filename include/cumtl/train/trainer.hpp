@@ -418,10 +418,7 @@ class Trainer {
       split_sizes += (split_sizes.empty() ? "" : ", ") + dataset->name() + " " + std::to_string(dataset->size());
     log("device: %s%s\n", device_description(device_).c_str(),
         config_.device == "auto" && device_.is_cpu() ? (" (no GPU: " + cuda_unavailable_reason() + ")").c_str() : "");
-    log("precision: %s%s\n", std::string(precision_.name).c_str(),
-        config_.precision == "auto"
-            ? " (auto: bf16 on GPUs with bf16 tensor cores, fp32 elsewhere and with --deterministic)"
-            : "");
+    log("precision: %s%s\n", std::string(precision_.name).c_str(), config_.precision == "auto" ? " (auto)" : "");
     const auto joined = [](const std::vector<int>& values) {
       std::string text;
       for (int value : values) text += (text.empty() ? "" : "-") + std::to_string(value);
